@@ -1,0 +1,13 @@
+"""Test settings: the real settings with fast hashing, plain static storage and in-process jobs."""
+
+from config.settings import *  # noqa: F403
+from config.settings import Q_CLUSTER, STORAGES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# django-q2 reads Q_CLUSTER once on import, so tests set it here rather than with override_settings.
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+ENCRYPTION_KEYS = [
+    "qK8sT0m9X1uS2a3Hc5RZp2uV7yW0eJkT6yDqf9bR1mE=",  # a fixed test key, never used outside tests
+]

@@ -1,0 +1,400 @@
+"""Writing canonical documents from canonical records: the one path every source goes through.
+
+`records_write` takes a page of records from one connection and, in one transaction, creates what is new,
+updates what changed (with history, bumping `row_version`), skips what is unchanged (same content hash),
+and binds each document to its external id. Pages keep writes in bulk: one commit per row is what makes a
+sync slow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from simple_history.utils import bulk_create_with_history
+
+from connectors.base import (
+    CreditNoteRecord,
+    CustomerRecord,
+    InvoiceRecord,
+    LineRecord,
+    PaymentRecord,
+    content_hash,
+    record_to_dict,
+)
+from sync.models import (
+    Binding,
+    CreditAllocation,
+    CreditNote,
+    CreditNoteLine,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    ObjectType,
+    Payment,
+    PaymentAllocation,
+)
+
+ZERO = Decimal(0)
+Record = InvoiceRecord | PaymentRecord | CreditNoteRecord
+
+
+@dataclass
+class WriteResult:
+    created: list[Any] = field(default_factory=list)
+    updated: list[Any] = field(default_factory=list)
+    unchanged: list[Any] = field(default_factory=list)
+    # (record, invoice number) for allocations whose invoice is not known yet
+    unmatched_allocations: list[tuple[Record, str]] = field(default_factory=list)
+    unallocated_payments: list[tuple[PaymentRecord, Payment]] = field(default_factory=list)
+
+    @property
+    def documents(self) -> list[Any]:
+        return [*self.created, *self.updated, *self.unchanged]
+
+
+# --- customers ----------------------------------------------------------------------------------------
+def _customer_key(record: CustomerRecord) -> str:
+    return record.email.lower() if record.email else f"name:{record.name.casefold()}"
+
+
+def customers_resolve(records: Iterable[CustomerRecord]) -> dict[str, Customer]:
+    """Match by email, then by exact name; create the rest in bulk. Keys are `_customer_key`."""
+    wanted = {_customer_key(r): r for r in records}
+    emails = [r.email for r in wanted.values() if r.email]
+    names = [r.name for r in wanted.values() if not r.email]
+    found: dict[str, Customer] = {}
+    for customer in Customer.objects.filter(email__in=emails):
+        found.setdefault(customer.email.lower(), customer)
+    for customer in Customer.objects.filter(name__in=names):
+        found.setdefault(f"name:{customer.name.casefold()}", customer)
+    missing = [
+        Customer(name=r.name, email=r.email, tax_number=r.tax_number, currency=r.currency)
+        for key, r in wanted.items()
+        if key not in found
+    ]
+    for customer in bulk_create_with_history(missing, Customer):
+        found[customer.email.lower() if customer.email else f"name:{customer.name.casefold()}"] = customer
+    return found
+
+
+# --- shared helpers -----------------------------------------------------------------------------------
+def _bindings(connection: Any, object_type: str, keys: Sequence[str]) -> dict[str, Binding]:
+    rows = Binding.objects.filter(connection=connection, object_type=object_type, external_id__in=keys)
+    return {binding.external_id: binding for binding in rows}
+
+
+def _split(
+    connection: Any, object_type: str, records: Sequence[Record]
+) -> tuple[list[Record], list[tuple[Record, Binding]], list[tuple[Record, Binding]], dict[str, str]]:
+    hashes = {r.external_id: content_hash(r) for r in records}
+    bindings = _bindings(connection, object_type, list(hashes))
+    new, changed, unchanged = [], [], []
+    for record in records:
+        binding = bindings.get(record.external_id)
+        if binding is None:
+            new.append(record)
+        elif binding.content_hash != hashes[record.external_id] or binding.remote_deleted:
+            changed.append((record, binding))
+        else:
+            unchanged.append((record, binding))
+    return new, changed, unchanged, hashes
+
+
+def _bind(connection: Any, object_type: str, pairs: list[tuple[Record, Any]], hashes: dict[str, str]) -> None:
+    Binding.objects.bulk_create(
+        [
+            Binding(
+                connection=connection,
+                object_type=object_type,
+                object_id=document.pk,
+                external_id=record.external_id,
+                external_number=getattr(record, "number", "") or getattr(record, "reference", ""),
+                is_origin=True,
+                content_hash=hashes[record.external_id],
+                raw_payload=_raw(record),
+            )
+            for record, document in pairs
+        ]
+    )
+
+
+def _rebind(binding: Binding, record: Record, digest: str) -> None:
+    binding.content_hash = digest
+    binding.raw_payload = _raw(record)
+    binding.remote_deleted = False
+    binding.save(update_fields=["content_hash", "raw_payload", "remote_deleted", "last_synced_at"])
+
+
+def _raw(record: Record) -> Any:
+    return record.raw if record.raw is not None else record_to_dict(record)
+
+
+def _line_values(line: LineRecord) -> dict[str, Any]:
+    return {
+        "line_number": line.line_number,
+        "description": line.description,
+        "item_code": line.item_code,
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "tax_rate": line.tax_rate,
+        "subtotal": line.subtotal,
+        "tax_amount": line.tax_amount,
+        "total": line.total,
+    }
+
+
+def _lines_replace(parent: Any, line_model: type, parent_field: str, lines: Sequence[LineRecord]) -> None:
+    """Bring a document's lines in line with the record: update, add, delete, each with history."""
+    existing = {line.line_number: line for line in line_model.objects.filter(**{parent_field: parent})}
+    for record in lines:
+        values = _line_values(record)
+        line = existing.pop(record.line_number, None)
+        if line is None:
+            line_model.objects.create(**{parent_field: parent}, **values)
+        elif any(getattr(line, name) != value for name, value in values.items()):
+            for name, value in values.items():
+                setattr(line, name, value)
+            line.save()
+    for leftover in existing.values():
+        leftover.delete()
+
+
+def _set(document: Any, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        setattr(document, name, value)
+    document.row_version += 1
+    document.save()
+
+
+# --- invoices -----------------------------------------------------------------------------------------
+def _invoice_values(record: InvoiceRecord, customer: Customer, digest: str) -> dict[str, Any]:
+    return {
+        "number": record.number,
+        "customer": customer,
+        "issue_date": record.issue_date,
+        "due_date": record.due_date,
+        "status": record.status,
+        "currency": record.currency,
+        "subtotal": record.subtotal,
+        "tax_total": record.tax_total,
+        "total": record.total,
+        "lines_total": record.lines_total,
+        "amount_paid": record.amount_paid,
+        "amount_due": record.amount_due,
+        "memo": record.memo,
+        "raw_payload": _raw(record),
+        "content_hash": digest,
+    }
+
+
+def _invoices_write(connection: Any, records: Sequence[InvoiceRecord], result: WriteResult) -> None:
+    new, changed, unchanged, hashes = _split(connection, ObjectType.INVOICE, records)
+    customers = customers_resolve(r.customer for r in [*new, *(r for r, _ in changed)])  # type: ignore[union-attr]
+    created = bulk_create_with_history(
+        [
+            Invoice(source_connection=connection, **_invoice_values(r, customers[_customer_key(r.customer)], hashes[r.external_id]))  # type: ignore[union-attr,arg-type]
+            for r in new
+        ],
+        Invoice,
+    )
+    bulk_create_with_history(
+        [InvoiceLine(invoice=invoice, **_line_values(line)) for record, invoice in zip(new, created, strict=True) for line in record.lines],  # type: ignore[union-attr]
+        InvoiceLine,
+    )
+    _bind(connection, ObjectType.INVOICE, list(zip(new, created, strict=True)), hashes)
+    result.created += created
+    documents = Invoice.objects.in_bulk([b.object_id for _, b in [*changed, *unchanged]])
+    for record, binding in changed:
+        invoice = documents[binding.object_id]
+        digest = hashes[record.external_id]
+        _set(invoice, _invoice_values(record, customers[_customer_key(record.customer)], digest))  # type: ignore[union-attr,arg-type]
+        _lines_replace(invoice, InvoiceLine, "invoice", record.lines)  # type: ignore[union-attr]
+        _rebind(binding, record, digest)
+        result.updated.append(invoice)
+    result.unchanged += [documents[b.object_id] for _, b in unchanged]
+
+
+# --- credit notes -------------------------------------------------------------------------------------
+def _invoices_by_number(connection: Any, numbers: Iterable[str]) -> dict[str, Invoice]:
+    """Invoices this connection knows by number; otherwise any invoice whose number is unique."""
+    numbers = set(numbers) - {""}
+    bound = dict(
+        Binding.objects.filter(
+            connection=connection, object_type=ObjectType.INVOICE, external_id__in=numbers
+        ).values_list("external_id", "object_id")
+    )
+    by_pk = Invoice.objects.in_bulk(list(bound.values()))
+    found = {number: by_pk[pk] for number, pk in bound.items() if pk in by_pk}
+    rest = numbers - found.keys()
+    if rest:
+        candidates: dict[str, list[Invoice]] = {}
+        for invoice in Invoice.objects.filter(number__in=rest):
+            candidates.setdefault(invoice.number, []).append(invoice)
+        found.update({number: matches[0] for number, matches in candidates.items() if len(matches) == 1})
+    return found
+
+
+def _credit_note_values(record: CreditNoteRecord, customer: Customer, invoice: Invoice | None, digest: str) -> dict[str, Any]:
+    return {
+        "number": record.number,
+        "customer": customer,
+        "issue_date": record.issue_date,
+        "status": record.status,
+        "currency": record.currency,
+        "original_invoice": invoice,
+        "subtotal": record.subtotal,
+        "tax_total": record.tax_total,
+        "total": record.total,
+        "lines_total": sum((line.total for line in record.lines), ZERO),
+        "remaining_credit": record.remaining_credit,
+        "memo": record.memo,
+        "raw_payload": _raw(record),
+        "content_hash": digest,
+    }
+
+
+def _allocations_replace(document: Any, model: type, parent_field: str, allocations: dict[Invoice, tuple[Decimal, Any]]) -> None:
+    existing = {a.invoice_id: a for a in model.objects.filter(**{parent_field: document})}
+    for invoice, (amount, allocated_on) in allocations.items():
+        allocation = existing.pop(invoice.pk, None)
+        if allocation is None:
+            model.objects.create(**{parent_field: document}, invoice=invoice, amount=amount, allocated_on=allocated_on)
+        elif allocation.amount != amount or allocation.allocated_on != allocated_on:
+            allocation.amount, allocation.allocated_on = amount, allocated_on
+            allocation.save()
+    for leftover in existing.values():
+        leftover.delete()
+
+
+def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], result: WriteResult) -> None:
+    new, changed, unchanged, hashes = _split(connection, ObjectType.CREDIT_NOTE, records)
+    touched: list[CreditNoteRecord] = [*new, *(r for r, _ in changed)]  # type: ignore[list-item]
+    customers = customers_resolve(r.customer for r in touched)
+    invoices = _invoices_by_number(connection, [r.original_invoice_number for r in touched] + [a.invoice_number for r in touched for a in r.allocations])
+    created = bulk_create_with_history(
+        [
+            CreditNote(source_connection=connection, **_credit_note_values(r, customers[_customer_key(r.customer)], invoices.get(r.original_invoice_number), hashes[r.external_id]))
+            for r in new  # type: ignore[union-attr]
+        ],
+        CreditNote,
+    )
+    bulk_create_with_history(
+        [CreditNoteLine(credit_note=note, **_line_values(line)) for record, note in zip(new, created, strict=True) for line in record.lines],  # type: ignore[union-attr]
+        CreditNoteLine,
+    )
+    _bind(connection, ObjectType.CREDIT_NOTE, list(zip(new, created, strict=True)), hashes)
+    documents = CreditNote.objects.in_bulk([b.object_id for _, b in [*changed, *unchanged]])
+    pairs: list[tuple[CreditNoteRecord, CreditNote]] = list(zip(new, created, strict=True))  # type: ignore[arg-type]
+    for record, binding in changed:
+        note = documents[binding.object_id]
+        digest = hashes[record.external_id]
+        _set(note, _credit_note_values(record, customers[_customer_key(record.customer)], invoices.get(record.original_invoice_number), digest))  # type: ignore[union-attr,arg-type]
+        _lines_replace(note, CreditNoteLine, "credit_note", record.lines)  # type: ignore[union-attr]
+        _rebind(binding, record, digest)
+        pairs.append((record, note))  # type: ignore[arg-type]
+        result.updated.append(note)
+    for record, note in pairs:
+        wanted = {}
+        for allocation in record.allocations:
+            invoice = invoices.get(allocation.invoice_number)
+            if invoice is None:
+                result.unmatched_allocations.append((record, allocation.invoice_number))
+            else:
+                wanted[invoice] = (allocation.amount, allocation.allocated_on or record.issue_date)
+        _allocations_replace(note, CreditAllocation, "credit_note", wanted)
+    result.created += created
+    result.unchanged += [documents[b.object_id] for _, b in unchanged]
+
+
+# --- payments -----------------------------------------------------------------------------------------
+def _payment_values(record: PaymentRecord, customer: Customer | None, digest: str) -> dict[str, Any]:
+    return {
+        "reference": record.reference,
+        "customer": customer,
+        "transaction_date": record.transaction_date,
+        "currency": record.currency,
+        "amount": record.amount,
+        "unapplied_amount": record.amount,
+        "status": record.status,
+        "method": record.method,
+        "processor_transaction_id": record.processor_transaction_id,
+        "fee": record.fee,
+        "payout_id": record.payout_id,
+        "memo": record.memo,
+        "raw_payload": _raw(record),
+        "content_hash": digest,
+    }
+
+
+def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: WriteResult) -> None:
+    new, changed, unchanged, hashes = _split(connection, ObjectType.PAYMENT, records)
+    documents = Payment.objects.in_bulk([b.object_id for _, b in [*changed, *unchanged]])
+    # An unchanged payment still waiting for its invoice is matched again: the invoice may have arrived.
+    waiting = [(r, b) for r, b in unchanged if documents[b.object_id].unapplied_amount > 0]
+    touched: list[PaymentRecord] = [*new, *(r for r, _ in changed), *(r for r, _ in waiting)]  # type: ignore[list-item]
+    customers = customers_resolve(r.customer for r in touched if r.customer)
+    invoices = _invoices_by_number(connection, [a.invoice_number for r in touched for a in r.allocations])
+
+    def customer_of(record: PaymentRecord) -> Customer | None:
+        return customers[_customer_key(record.customer)] if record.customer else None
+
+    created = bulk_create_with_history(
+        [Payment(source_connection=connection, **_payment_values(r, customer_of(r), hashes[r.external_id])) for r in new],  # type: ignore[arg-type]
+        Payment,
+    )
+    _bind(connection, ObjectType.PAYMENT, list(zip(new, created, strict=True)), hashes)
+    pairs: list[tuple[PaymentRecord, Payment]] = list(zip(new, created, strict=True))  # type: ignore[arg-type]
+    for record, binding in changed:
+        payment = documents[binding.object_id]
+        digest = hashes[record.external_id]
+        _set(payment, _payment_values(record, customer_of(record), digest))  # type: ignore[arg-type]
+        _rebind(binding, record, digest)
+        pairs.append((record, payment))  # type: ignore[arg-type]
+        result.updated.append(payment)
+    pairs += [(r, documents[b.object_id]) for r, b in waiting]  # type: ignore[misc]
+    for record, payment in pairs:
+        wanted = {}
+        for allocation in record.allocations:
+            invoice = invoices.get(allocation.invoice_number)
+            if invoice is None:
+                result.unmatched_allocations.append((record, allocation.invoice_number))
+            else:
+                wanted[invoice] = (allocation.amount, allocation.allocated_on or record.transaction_date)
+        _allocations_replace(payment, PaymentAllocation, "payment", wanted)
+        unapplied = record.amount - sum((amount for amount, _ in wanted.values()), ZERO)
+        if unapplied != payment.unapplied_amount:
+            payment.unapplied_amount = unapplied
+            payment.save(update_fields=["unapplied_amount", "updated_at"])
+        if unapplied > 0 and not record.allocations:
+            result.unallocated_payments.append((record, payment))
+    result.created += created
+    result.unchanged += [documents[b.object_id] for _, b in unchanged]
+
+
+_WRITERS: dict[type, tuple[str, Callable[..., None]]] = {
+    InvoiceRecord: (ObjectType.INVOICE, _invoices_write),
+    CreditNoteRecord: (ObjectType.CREDIT_NOTE, _credit_notes_write),
+    PaymentRecord: (ObjectType.PAYMENT, _payments_write),
+}
+
+
+def records_write(*, connection: Any, records: Sequence[Record]) -> WriteResult:
+    """Write one page of records of one type from `connection`, atomically."""
+    result = WriteResult()
+    if not records:
+        return result
+    kinds = {type(record) for record in records}
+    if len(kinds) != 1:
+        raise ValueError("records_write takes one type of record per page")
+    _, writer = _WRITERS[kinds.pop()]
+    with transaction.atomic():
+        writer(connection, records, result)
+    return result
+
+
+def object_type_of(record: Record) -> str:
+    return _WRITERS[type(record)][0]
