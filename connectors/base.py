@@ -109,32 +109,33 @@ class CreditNoteRecord:
     raw: Any = field(default=None, compare=False)
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, normalise: bool) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        # normalised, 32.60 and 32.6 are the same amount and must hash the same
+        return format(value.normalize(), "f") if normalise else str(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
+        return {key: _jsonable(item, normalise) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [_jsonable(item, normalise) for item in value]
     return value
 
 
-def record_to_dict(record: Any, *, with_raw: bool = False) -> dict[str, Any]:
+def record_to_dict(record: Any, *, with_raw: bool = False, normalise: bool = False) -> dict[str, Any]:
     """Plain JSON-ready dict of a canonical record (decimals as strings, dates ISO)."""
     data = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if with_raw or f.name != "raw"}
     for key, value in data.items():
         if dataclasses.is_dataclass(value):
-            data[key] = record_to_dict(value)
+            data[key] = record_to_dict(value, normalise=normalise)
         elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-            data[key] = [record_to_dict(item) for item in value]
-    return _jsonable(data)
+            data[key] = [record_to_dict(item, normalise=normalise) for item in value]
+    return _jsonable(data, normalise)
 
 
 def content_hash(record: Any) -> str:
     """Stable hash of a record's canonical content (not its raw payload): unchanged input, unchanged hash."""
-    payload = json.dumps(record_to_dict(record), sort_keys=True, separators=(",", ":"))
+    payload = json.dumps(record_to_dict(record, normalise=True), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
