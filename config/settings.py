@@ -246,3 +246,6 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
+
+# Password given to demo users that `load_demo` creates (never use the demo users in production).
+DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="ledgerlink-demo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connectors.models import Connection
+from sync.models import Binding
 
 
 def csv_connection_get_or_create(*, name: str) -> Connection:
@@ -13,3 +14,12 @@ def csv_connection_get_or_create(*, name: str) -> Connection:
     if connection.platform != "csv":
         raise ValueError(f"connection {name!r} is a {connection.platform} connection, not a CSV one")
     return connection
+
+
+def document_bindings(*, object_type: str, object_id: int) -> list[Binding]:
+    """Every copy of a document: where it came from first, then where it was sent."""
+    return list(
+        Binding.objects.filter(object_type=object_type, object_id=object_id)
+        .select_related("connection")
+        .order_by("-is_origin", "first_seen_at")
+    )

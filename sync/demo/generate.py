@@ -25,7 +25,7 @@ BROKEN_INVOICES = {
 MISMATCHED_INVOICES = {"NP-2026-00118": Decimal("0.03"), "NP-2026-00231": Decimal("-0.02")}
 # Problem payments (references follow payment date order; the script checks this list):
 ON_ACCOUNT, BAD_AMOUNT = "no invoice_number: paid on account", "amount 12.345 GBP: too many decimals"
-SPECIAL_PAYMENTS = {"PAY-2026-00099": ON_ACCOUNT, "PAY-2026-00156": ON_ACCOUNT, "PAY-2026-00178": BAD_AMOUNT}
+SPECIAL_PAYMENTS = {"PAY-2026-00080": ON_ACCOUNT, "PAY-2026-00132": ON_ACCOUNT, "PAY-2026-00150": BAD_AMOUNT}
 
 OUT = Path(__file__).resolve().parent
 rng = random.Random(20261121)
@@ -154,7 +154,7 @@ def write(name, header, rows):
 span = range((LAST_ISSUE - FIRST_ISSUE).days + 1)
 weekdays = [d for d in (FIRST_ISSUE + timedelta(n) for n in span) if d.weekday() < 5]
 issue_dates = sorted([FIRST_ISSUE, LAST_ISSUE, *rng.choices(weekdays, k=N_INVOICES - 2)])
-weights, gbp_customers = [rng.uniform(0.4, 3) for _ in CUSTOMERS], [c for c in CUSTOMERS if c[2] == "GBP"]
+weights, gbp_customers = [rng.uniform(1, 3) for _ in CUSTOMERS], [c for c in CUSTOMERS if c[2] == "GBP"]
 invoices, invoice_rows, erp_id = [], [], 104200
 for i, issued in enumerate(issue_dates, 1):
     number = f"NP-2026-{i:05d}"
@@ -170,18 +170,18 @@ for i, issued in enumerate(issue_dates, 1):
     due, total, status, paid = issued + timedelta(int(terms)), doc_total(lines, cur), "open", Decimal(0)
     if special:
         pass
-    elif i > N_INVOICES - 12 and rng.random() < 0.45:
+    elif i > N_INVOICES - 15 and rng.random() < 0.4:
         status = "draft"
-    elif rng.random() < 0.02:
+    elif rng.random() < 0.015:
         status = "void"
-    elif rng.random() < (0.62 if due < TODAY - timedelta(10) else 0.2):
+    elif rng.random() < (0.55 if due < TODAY - timedelta(10) else 0.2):
         status, paid = "paid", total
     elif rng.random() < 0.15:  # part-paid, still open
         paid = q(total * Decimal(rng.choice(("0.25", "0.4", "0.5", "0.6"))), cur)
     erp_id += rng.randint(1, 40)
     invoices.append(dict(number=number, customer=(name, email, cur, terms), issued=issued, due=due, cur=cur))
     invoices[-1].update(status=status, paid=paid, lines=lines, special=special)
-    amount_paid = "" if status in ("draft", "void") else str(paid)
+    amount_paid = "" if status in ("draft", "void") else str(q(paid, cur))
     stated = str(total + MISMATCHED_INVOICES.get(number, 0))
     for desc, qty, unit, rate in lines:
         row = [number, name, email, issued.isoformat(), due.isoformat(), cur, desc, str(qty), str(unit)]
@@ -210,6 +210,7 @@ for group in groups:
     paid_on -= timedelta(max(0, paid_on.weekday() - 4))  # weekend -> the Friday before
     allocations = [(inv["number"], str(inv["paid"])) for inv in group]
     payments.append((paid_on, group[0]["customer"], str(sum(inv["paid"] for inv in group)), allocations, ""))
+# Paid on account by Meridian Catering (GBP) and Galway Bay Hotel (EUR), matching no invoice:
 for paid_on, customer, amount in ((date(2026, 7, 14), 5, "412.50"), (date(2026, 10, 15), 28, "180.00")):
     payments.append((paid_on, CUSTOMERS[customer], amount, [("", "")], ON_ACCOUNT))
 unpaid = [inv for inv in invoices if inv["status"] == "open" and not inv["paid"] and not inv["special"]]
@@ -217,16 +218,14 @@ target = [inv for inv in unpaid if inv["cur"] == "GBP" and inv["issued"] < TODAY
 bad = (target["issued"] + timedelta(7), target["customer"], "12.345", [(target["number"], "12.345")])
 payments.append((*bad, BAD_AMOUNT))
 payments.sort(key=lambda pay: (pay[0], pay[3][0][0]))
-payment_rows, payouts, found, bank_ids = [], {}, {}, rng.sample(range(10**7, 10**8), len(payments))
+payment_rows, payouts, bank_ids = [], {}, rng.sample(range(10**7, 10**8), len(payments))
 for n, (paid_on, (name, email, cur, _), amount, allocations, note) in enumerate(payments, 1):
     ref, charge, fee, payout = f"PAY-2026-{n:05d}", "", "", ""
     method = "bank_transfer" if note else rng.choices(METHODS, METHOD_WEIGHTS.get(cur, (1, 0, 0, 0)))[0]
-    if note:
-        found[ref] = note
-    if method == "card":  # the processor pays out two business days later, one payout per currency and day
+    if method == "card":  # weekly payouts: each Wednesday for the week before, one per currency
         pct, fixed = CARD_FEES[cur]
         charge, fee = stripe_id("ch_"), str(q(Decimal(amount) * Decimal(pct) + Decimal(fixed), cur))
-        day = paid_on + timedelta(2 if paid_on.weekday() < 3 else 4)
+        day = paid_on + timedelta(9 - paid_on.weekday())
         payout = payouts[cur, day] = payouts.get((cur, day)) or stripe_id("po_")
     for invoice_number, allocated in allocations:
         payment_rows.append([ref, paid_on.isoformat(), amount, cur, name, email, invoice_number, allocated])
@@ -246,6 +245,7 @@ for inv in rng.sample([inv for inv in eligible if inv["issued"] < TODAY - timede
             qty = Decimal(rng.randint(1, max(1, int(qty) // 3)))
         lines.append((f"{reason}: {desc}", qty, unit, rate))
     issued = min(inv["issued"] + timedelta(rng.randint(2, 21)), TODAY)
+    issued -= timedelta(max(0, issued.weekday() - 4))  # weekend -> the Friday before
     notes.append((issued, inv, lines, rng.choices(("open", "applied"), (2, 3))[0]))
 note_rows, erp_id = [], 730400
 for n, (issued, inv, lines, status) in enumerate(sorted(notes, key=lambda note: note[0]), 1):
@@ -259,5 +259,6 @@ write("wholesale_credit_notes.csv", CREDIT_NOTE_HEADER, note_rows)
 
 print("Broken invoices:", ", ".join(f"{k} ({col} {val!r})" for k, (col, val) in BROKEN_INVOICES.items()))
 print("Stated total off its lines:", ", ".join(f"{k} ({d:+})" for k, d in MISMATCHED_INVOICES.items()))
+found = {f"PAY-2026-{n:05d}": pay[4] for n, pay in enumerate(payments, 1) if pay[4]}
 print("Problem payments:", ", ".join(f"{k} ({v})" for k, v in found.items()))
 assert found == SPECIAL_PAYMENTS, f"update SPECIAL_PAYMENTS to {found}"

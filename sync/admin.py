@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.utils.html import format_html, format_html_join
+from rangefilter.filters import DateRangeFilterBuilder
+from simple_history.admin import SimpleHistoryAdmin
+
+from sync.models import (
+    Binding,
+    CreditAllocation,
+    CreditNote,
+    CreditNoteLine,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    MappingRow,
+    MappingSet,
+    Payment,
+    PaymentAllocation,
+    SyncAttempt,
+    SyncJob,
+    SyncProfile,
+)
+from sync.selectors import document_bindings
+
+
+def _pretty(value: Any) -> str:
+    return format_html("<pre style='white-space:pre-wrap;max-height:24em;overflow:auto'>{}</pre>",
+                       json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+class LineageMixin:
+    """Where a document came from and every copy of it: the first thing finance staff look for."""
+
+    object_type: str
+
+    @admin.display(description="Lineage")
+    def lineage(self, obj: Any) -> str:
+        if not obj.pk:
+            return "-"
+        bindings = document_bindings(object_type=self.object_type, object_id=obj.pk)
+        if not bindings:
+            return "not bound to any connection"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            (
+                (b.connection.name, "source" if b.is_origin else "copy", b.external_id, b.remote_version or "-",
+                 b.last_synced_at.strftime("%Y-%m-%d %H:%M"))
+                for b in bindings
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Connection</th><th>Role</th><th>External id</th><th>Version</th>"
+            "<th>Last synced</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="Source payload")
+    def source_payload(self, obj: Any) -> str:
+        return _pretty(obj.raw_payload)
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+class InvoiceLineInline(ReadOnlyInline):
+    model = InvoiceLine
+    fields = ["line_number", "description", "item_code", "quantity", "unit_price", "tax_rate", "subtotal",
+              "tax_amount", "total"]
+    readonly_fields = fields
+
+
+class CreditNoteLineInline(InvoiceLineInline):
+    model = CreditNoteLine
+
+
+class CreditAllocationInline(ReadOnlyInline):
+    model = CreditAllocation
+    fields = ["invoice", "amount", "allocated_on"]
+    readonly_fields = fields
+
+
+class PaymentAllocationInline(ReadOnlyInline):
+    model = PaymentAllocation
+    fields = ["invoice", "amount", "allocated_on"]
+    readonly_fields = fields
+
+
+@admin.register(Customer)
+class CustomerAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "email", "tax_number", "currency", "updated_at"]
+    list_filter = ["currency"]
+    search_fields = ["name", "email", "tax_number"]
+
+
+DOCUMENT_READONLY = ["source_connection", "raw_payload", "content_hash", "row_version", "created_at", "updated_at"]
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(LineageMixin, SimpleHistoryAdmin):
+    object_type = "invoice"
+    list_display = ["number", "customer", "issue_date", "due_date", "status", "currency", "total", "amount_due",
+                    "source_connection"]
+    list_select_related = ["customer", "source_connection"]
+    list_filter = ["status", "currency", "source_connection", ("issue_date", DateRangeFilterBuilder()),
+                   ("due_date", DateRangeFilterBuilder())]
+    search_fields = ["number", "customer__name", "customer__email"]
+    date_hierarchy = "issue_date"
+    inlines = [InvoiceLineInline]
+    readonly_fields = ["lineage", "source_payload", *DOCUMENT_READONLY, "lines_total"]
+    exclude = ["raw_payload"]
+    autocomplete_fields = ["customer"]
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(LineageMixin, SimpleHistoryAdmin):
+    object_type = "credit_note"
+    list_display = ["number", "customer", "issue_date", "status", "currency", "total", "remaining_credit",
+                    "original_invoice"]
+    list_select_related = ["customer", "original_invoice"]
+    list_filter = ["status", "currency", "source_connection", ("issue_date", DateRangeFilterBuilder())]
+    search_fields = ["number", "customer__name", "original_invoice__number"]
+    inlines = [CreditNoteLineInline, CreditAllocationInline]
+    readonly_fields = ["lineage", "source_payload", *DOCUMENT_READONLY, "lines_total"]
+    exclude = ["raw_payload"]
+    autocomplete_fields = ["customer", "original_invoice"]
+
+
+@admin.register(Payment)
+class PaymentAdmin(LineageMixin, SimpleHistoryAdmin):
+    object_type = "payment"
+    list_display = ["reference", "customer", "transaction_date", "status", "currency", "amount",
+                    "unapplied_amount", "method", "fee"]
+    list_select_related = ["customer"]
+    list_filter = ["status", "method", "currency", "source_connection",
+                   ("transaction_date", DateRangeFilterBuilder())]
+    search_fields = ["reference", "processor_transaction_id", "payout_id", "customer__name"]
+    inlines = [PaymentAllocationInline]
+    readonly_fields = ["lineage", "source_payload", *DOCUMENT_READONLY]
+    exclude = ["raw_payload"]
+    autocomplete_fields = ["customer"]
+
+
+@admin.register(Binding)
+class BindingAdmin(admin.ModelAdmin):
+    list_display = ["object_type", "object_id", "connection", "external_id", "external_number", "is_origin",
+                    "remote_version", "remote_deleted", "last_synced_at"]
+    list_select_related = ["connection"]
+    list_filter = ["object_type", "connection", "is_origin", "remote_deleted"]
+    search_fields = ["=external_id", "external_number"]
+    readonly_fields = [f.name for f in Binding._meta.fields]
+
+
+class MappingRowInline(admin.TabularInline):
+    model = MappingRow
+    extra = 1
+    fields = ["kind", "source_value", "target_value", "target_label"]
+
+
+@admin.register(MappingSet)
+class MappingSetAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "destination", "number_prefix", "number_suffix", "updated_at"]
+    list_select_related = ["destination"]
+    list_filter = ["destination"]
+    search_fields = ["name"]
+    inlines = [MappingRowInline]
+
+
+@admin.register(MappingRow)
+class MappingRowAdmin(SimpleHistoryAdmin):
+    list_display = ["mapping_set", "kind", "source_value", "target_value", "target_label"]
+    list_select_related = ["mapping_set"]
+    list_filter = ["kind", "mapping_set"]
+    search_fields = ["source_value", "target_value", "target_label"]
+
+
+@admin.register(SyncProfile)
+class SyncProfileAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "source", "destination", "schedule", "posting_mode", "cutover_date", "enabled"]
+    list_select_related = ["source", "destination"]
+    list_filter = ["enabled", "schedule", "posting_mode", "source", "destination"]
+    search_fields = ["name"]
+
+
+class SyncAttemptInline(ReadOnlyInline):
+    model = SyncAttempt
+    fields = ["number", "outcome", "started_at", "finished_at", "error", "log"]
+    readonly_fields = fields
+
+
+@admin.register(SyncJob)
+class SyncJobAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "state", "progress", "connection", "profile", "trigger", "seen", "created",
+                    "updated", "skipped", "failed", "created_at", "finished_at"]
+    list_select_related = ["connection", "profile"]
+    list_filter = ["state", "kind", "trigger", "connection", ("created_at", DateRangeFilterBuilder())]
+    search_fields = ["=id", "params"]
+    inlines = [SyncAttemptInline]
+    readonly_fields = [f.name for f in SyncJob._meta.fields]
+
+    @admin.display(description="Progress")
+    def progress(self, obj: SyncJob) -> str:
+        percent = obj.progress_percent
+        return format_html(
+            '<progress max="100" value="{}" title="{} of {}">{}%</progress> {}%',
+            percent, obj.progress_done, obj.progress_total, percent, percent,
+        )
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+
+@admin.register(SyncAttempt)
+class SyncAttemptAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "job", "outcome", "started_at", "finished_at"]
+    list_select_related = ["job"]
+    list_filter = ["outcome"]
+    search_fields = ["=job__id", "error"]
+    readonly_fields = [f.name for f in SyncAttempt._meta.fields]
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+
+@admin.register(PaymentAllocation)
+class PaymentAllocationAdmin(SimpleHistoryAdmin):
+    list_display = ["payment", "invoice", "amount", "allocated_on"]
+    list_select_related = ["payment", "invoice"]
+    search_fields = ["payment__reference", "invoice__number"]
+    raw_id_fields = ["payment", "invoice"]

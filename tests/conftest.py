@@ -1,0 +1,40 @@
+"""Shared fixtures: a CSV file on disk, and running `csv_import` the way a user would."""
+
+from __future__ import annotations
+
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    """Write text (or bytes) to a new file under tmp_path and return its path."""
+    counter = iter(range(1, 10_000))
+
+    def write(content: str | bytes, name: str | None = None, encoding: str = "utf-8") -> Path:
+        path = tmp_path / (name or f"import_{next(counter)}.csv")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_bytes(content.encode(encoding))
+        return path
+
+    return write
+
+
+def run_import(path, *args: str) -> tuple[int, str, str]:
+    """`csv_import PATH *args` -> (exit code, stdout, stderr); a CommandError's message goes to stderr."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("csv_import", str(path), *args, stdout=out, stderr=err)
+    except CommandError as exc:
+        err.write(str(exc))
+        return exc.returncode, out.getvalue(), err.getvalue()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        return code, out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()
