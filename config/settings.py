@@ -80,7 +80,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.LedgerlinkAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

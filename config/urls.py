@@ -4,10 +4,6 @@ from django.views.generic import RedirectView
 
 from config.views import healthz
 
-admin.site.site_header = "Ledgerlink"
-admin.site.site_title = "Ledgerlink"
-admin.site.index_title = "Back office"
-
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("healthz", healthz, name="healthz"),
