@@ -26,7 +26,7 @@ class ConnectionForm(forms.ModelForm):
     def clean_new_credentials(self) -> Any:
         value = self.cleaned_data.get("new_credentials")
         if value not in (None, "") and not isinstance(value, dict):
-            raise forms.ValidationError("credentials must be a JSON object, e.g. {\"api_key\": \"...\"}")
+            raise forms.ValidationError('credentials must be a JSON object, e.g. {"api_key": "..."}')
         return value
 
     def save(self, commit: bool = True) -> Connection:
@@ -41,7 +41,14 @@ class ConnectionAdmin(SimpleHistoryAdmin):
     list_display = ["name", "platform", "role", "health", "last_checked_at", "updated_at"]
     list_filter = ["platform", "role", "health"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["health", "last_error", "last_checked_at", "stored_credentials", "created_at", "updated_at"]
+    readonly_fields = [
+        "health",
+        "last_error",
+        "last_checked_at",
+        "stored_credentials",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["name", "platform", "role", "base_url", "options"]}),
         ("Credentials", {"fields": ["stored_credentials", "new_credentials"]}),

@@ -124,7 +124,9 @@ def _jsonable(value: Any, normalise: bool) -> Any:
 
 def record_to_dict(record: Any, *, with_raw: bool = False, normalise: bool = False) -> dict[str, Any]:
     """Plain JSON-ready dict of a canonical record (decimals as strings, dates ISO)."""
-    data = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if with_raw or f.name != "raw"}
+    data = {
+        f.name: getattr(record, f.name) for f in dataclasses.fields(record) if with_raw or f.name != "raw"
+    }
     for key, value in data.items():
         if dataclasses.is_dataclass(value):
             data[key] = record_to_dict(value, normalise=normalise)

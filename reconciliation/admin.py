@@ -37,20 +37,79 @@ class AgeFilter(admin.SimpleListFilter):
 
 @admin.register(ReconciliationException)
 class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
-    list_display = ["title", "kind", "severity", "state", "amount_at_risk", "currency", "document_number",
-                    "connection", "assignee", "first_seen_at", "occurrences"]
+    list_display = [
+        "title",
+        "kind",
+        "severity",
+        "state",
+        "amount_at_risk",
+        "currency",
+        "document_number",
+        "connection",
+        "assignee",
+        "first_seen_at",
+        "occurrences",
+    ]
     list_select_related = ["connection", "assignee"]
-    list_filter = ["state", "kind", "severity", AgeFilter, "connection", "assignee", "tags",
-                   ("first_seen_at", DateRangeFilterBuilder())]
+    list_filter = [
+        "state",
+        "kind",
+        "severity",
+        AgeFilter,
+        "connection",
+        "assignee",
+        "tags",
+        ("first_seen_at", DateRangeFilterBuilder()),
+    ]
     search_fields = ["document_number", "=external_id", "title", "fingerprint"]
-    readonly_fields = ["kind", "fingerprint", "title", "message", "connection", "job", "object_type", "object_id",
-                       "document_number", "external_id", "currency", "amount_at_risk", "amount_at_risk_base",
-                       "details", "occurrences", "first_seen_at", "last_seen_at", "resolved_at", "resolved_by",
-                       "resolved_by_system"]
-    fields = ["title", "kind", "severity", "state", "assignee", "tags", "message", "details", "document_number",
-              "external_id", "object_type", "object_id", "connection", "job", "currency", "amount_at_risk",
-              "amount_at_risk_base", "occurrences", "first_seen_at", "last_seen_at", "resolved_at",
-              "resolved_by", "resolved_by_system", "fingerprint"]
+    readonly_fields = [
+        "kind",
+        "fingerprint",
+        "title",
+        "message",
+        "connection",
+        "job",
+        "object_type",
+        "object_id",
+        "document_number",
+        "external_id",
+        "currency",
+        "amount_at_risk",
+        "amount_at_risk_base",
+        "details",
+        "occurrences",
+        "first_seen_at",
+        "last_seen_at",
+        "resolved_at",
+        "resolved_by",
+        "resolved_by_system",
+    ]
+    fields = [
+        "title",
+        "kind",
+        "severity",
+        "state",
+        "assignee",
+        "tags",
+        "message",
+        "details",
+        "document_number",
+        "external_id",
+        "object_type",
+        "object_id",
+        "connection",
+        "job",
+        "currency",
+        "amount_at_risk",
+        "amount_at_risk_base",
+        "occurrences",
+        "first_seen_at",
+        "last_seen_at",
+        "resolved_at",
+        "resolved_by",
+        "resolved_by_system",
+        "fingerprint",
+    ]
     filter_horizontal = ["tags"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -59,8 +118,17 @@ class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
 
 @admin.register(Override)
 class OverrideAdmin(SimpleHistoryAdmin):
-    list_display = ["__str__", "action", "state", "document_number", "proposed_by", "proposed_at", "expires_at",
-                    "decided_by", "decided_at"]
+    list_display = [
+        "__str__",
+        "action",
+        "state",
+        "document_number",
+        "proposed_by",
+        "proposed_at",
+        "expires_at",
+        "decided_by",
+        "decided_at",
+    ]
     list_select_related = ["proposed_by", "decided_by"]
     list_filter = ["state", "action", ("proposed_at", DateRangeFilterBuilder())]
     search_fields = ["document_number", "reason", "field_name"]

@@ -53,7 +53,9 @@ class ReconciliationException(models.Model):
     OPEN_STATES = (State.OPEN, State.ASSIGNED, State.IN_REVIEW)
 
     kind = models.CharField(max_length=40, choices=Kind.choices, db_index=True)
-    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.MEDIUM, db_index=True)
+    severity = models.CharField(
+        max_length=10, choices=Severity.choices, default=Severity.MEDIUM, db_index=True
+    )
     state = models.CharField(max_length=20, choices=State.choices, default=State.OPEN, db_index=True)
     fingerprint = models.CharField(
         max_length=64, unique=True, help_text="Stable identity: a re-run updates this row, never a twin."
@@ -63,7 +65,9 @@ class ReconciliationException(models.Model):
     connection = models.ForeignKey(
         "connectors.Connection", on_delete=models.SET_NULL, null=True, blank=True, related_name="exceptions"
     )
-    job = models.ForeignKey("sync.SyncJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    job = models.ForeignKey(
+        "sync.SyncJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     object_type = models.CharField(max_length=20, choices=ObjectType.choices, blank=True)
     object_id = models.BigIntegerField(null=True, blank=True)
     document_number = models.CharField(max_length=100, blank=True, db_index=True)

@@ -29,14 +29,19 @@ def dashboard_summary(*, days: int = 14) -> dict[str, Any]:
     by_kind = open_exceptions.values("kind").annotate(n=Count("id")).order_by("-n")
     ages = open_exceptions.aggregate(
         **{
-            alias: Count("id", filter=Q(first_seen_at__lte=now - timedelta(days=low))
-                         & (Q(first_seen_at__gt=now - timedelta(days=high)) if high else Q()))
+            alias: Count(
+                "id",
+                filter=Q(first_seen_at__lte=now - timedelta(days=low))
+                & (Q(first_seen_at__gt=now - timedelta(days=high)) if high else Q()),
+            )
             for alias, (_, low, high) in zip(_AGE_ALIASES, AGE_BUCKETS, strict=True)
         }
     )
     at_risk = (
-        open_exceptions.exclude(amount_at_risk=None).values("currency")
-        .annotate(total=Sum("amount_at_risk"), n=Count("id")).order_by("currency")
+        open_exceptions.exclude(amount_at_risk=None)
+        .values("currency")
+        .annotate(total=Sum("amount_at_risk"), n=Count("id"))
+        .order_by("currency")
     )
     since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     jobs = {
@@ -44,8 +49,11 @@ def dashboard_summary(*, days: int = 14) -> dict[str, Any]:
         for row in SyncJob.objects.filter(created_at__gte=since)
         .annotate(day=TruncDate("created_at"))
         .values("day")
-        .annotate(n=Count("id"), failed=Count("id", filter=Q(state=SyncJob.State.FAILED)),
-                  documents=Sum("created") + Sum("updated"))
+        .annotate(
+            n=Count("id"),
+            failed=Count("id", filter=Q(state=SyncJob.State.FAILED)),
+            documents=Sum("created") + Sum("updated"),
+        )
     }
     days_list = [(since + timedelta(days=i)).date() for i in range(days)]
     volume = [(day.strftime("%d %b"), (jobs.get(day) or {}).get("documents") or 0) for day in days_list]
@@ -54,10 +62,14 @@ def dashboard_summary(*, days: int = 14) -> dict[str, Any]:
         "open_total": sum(row["n"] for row in by_kind),
         "by_kind": _bars([(labels.get(row["kind"], row["kind"]), row["n"]) for row in by_kind]),
         "by_kind_keys": [row["kind"] for row in by_kind],
-        "by_age": _bars([(label, ages[alias]) for alias, (label, _, _) in zip(_AGE_ALIASES, AGE_BUCKETS, strict=True)]),
+        "by_age": _bars(
+            [(label, ages[alias]) for alias, (label, _, _) in zip(_AGE_ALIASES, AGE_BUCKETS, strict=True)]
+        ),
         "at_risk": list(at_risk),
         "volume": _bars(volume),
         "failures": _bars(failures),
-        "pending_overrides": Override.objects.filter(state=Override.State.PROPOSED, expires_at__gt=now).count(),
+        "pending_overrides": Override.objects.filter(
+            state=Override.State.PROPOSED, expires_at__gt=now
+        ).count(),
         "connections": list(Connection.objects.order_by("name").values("pk", "name", "platform", "health")),
     }

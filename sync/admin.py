@@ -28,8 +28,10 @@ from sync.selectors import document_bindings
 
 
 def _pretty(value: Any) -> str:
-    return format_html("<pre style='white-space:pre-wrap;max-height:24em;overflow:auto'>{}</pre>",
-                       json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    return format_html(
+        "<pre style='white-space:pre-wrap;max-height:24em;overflow:auto'>{}</pre>",
+        json.dumps(value, indent=2, ensure_ascii=False, default=str),
+    )
 
 
 class LineageMixin:
@@ -48,8 +50,13 @@ class LineageMixin:
             "",
             "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
             (
-                (b.connection.name, "source" if b.is_origin else "copy", b.external_id, b.remote_version or "-",
-                 b.last_synced_at.strftime("%Y-%m-%d %H:%M"))
+                (
+                    b.connection.name,
+                    "source" if b.is_origin else "copy",
+                    b.external_id,
+                    b.remote_version or "-",
+                    b.last_synced_at.strftime("%Y-%m-%d %H:%M"),
+                )
                 for b in bindings
             ),
         )
@@ -78,8 +85,17 @@ class ReadOnlyInline(admin.TabularInline):
 
 class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
-    fields = ["line_number", "description", "item_code", "quantity", "unit_price", "tax_rate", "subtotal",
-              "tax_amount", "total"]
+    fields = [
+        "line_number",
+        "description",
+        "item_code",
+        "quantity",
+        "unit_price",
+        "tax_rate",
+        "subtotal",
+        "tax_amount",
+        "total",
+    ]
     readonly_fields = fields
 
 
@@ -106,17 +122,38 @@ class CustomerAdmin(SimpleHistoryAdmin):
     search_fields = ["name", "email", "tax_number"]
 
 
-DOCUMENT_READONLY = ["source_connection", "raw_payload", "content_hash", "row_version", "created_at", "updated_at"]
+DOCUMENT_READONLY = [
+    "source_connection",
+    "raw_payload",
+    "content_hash",
+    "row_version",
+    "created_at",
+    "updated_at",
+]
 
 
 @admin.register(Invoice)
 class InvoiceAdmin(LineageMixin, SimpleHistoryAdmin):
     object_type = "invoice"
-    list_display = ["number", "customer", "issue_date", "due_date", "status", "currency", "total", "amount_due",
-                    "source_connection"]
+    list_display = [
+        "number",
+        "customer",
+        "issue_date",
+        "due_date",
+        "status",
+        "currency",
+        "total",
+        "amount_due",
+        "source_connection",
+    ]
     list_select_related = ["customer", "source_connection"]
-    list_filter = ["status", "currency", "source_connection", ("issue_date", DateRangeFilterBuilder()),
-                   ("due_date", DateRangeFilterBuilder())]
+    list_filter = [
+        "status",
+        "currency",
+        "source_connection",
+        ("issue_date", DateRangeFilterBuilder()),
+        ("due_date", DateRangeFilterBuilder()),
+    ]
     search_fields = ["number", "customer__name", "customer__email"]
     date_hierarchy = "issue_date"
     inlines = [InvoiceLineInline]
@@ -128,8 +165,16 @@ class InvoiceAdmin(LineageMixin, SimpleHistoryAdmin):
 @admin.register(CreditNote)
 class CreditNoteAdmin(LineageMixin, SimpleHistoryAdmin):
     object_type = "credit_note"
-    list_display = ["number", "customer", "issue_date", "status", "currency", "total", "remaining_credit",
-                    "original_invoice"]
+    list_display = [
+        "number",
+        "customer",
+        "issue_date",
+        "status",
+        "currency",
+        "total",
+        "remaining_credit",
+        "original_invoice",
+    ]
     list_select_related = ["customer", "original_invoice"]
     list_filter = ["status", "currency", "source_connection", ("issue_date", DateRangeFilterBuilder())]
     search_fields = ["number", "customer__name", "original_invoice__number"]
@@ -142,11 +187,25 @@ class CreditNoteAdmin(LineageMixin, SimpleHistoryAdmin):
 @admin.register(Payment)
 class PaymentAdmin(LineageMixin, SimpleHistoryAdmin):
     object_type = "payment"
-    list_display = ["reference", "customer", "transaction_date", "status", "currency", "amount",
-                    "unapplied_amount", "method", "fee"]
+    list_display = [
+        "reference",
+        "customer",
+        "transaction_date",
+        "status",
+        "currency",
+        "amount",
+        "unapplied_amount",
+        "method",
+        "fee",
+    ]
     list_select_related = ["customer"]
-    list_filter = ["status", "method", "currency", "source_connection",
-                   ("transaction_date", DateRangeFilterBuilder())]
+    list_filter = [
+        "status",
+        "method",
+        "currency",
+        "source_connection",
+        ("transaction_date", DateRangeFilterBuilder()),
+    ]
     search_fields = ["reference", "processor_transaction_id", "payout_id", "customer__name"]
     inlines = [PaymentAllocationInline]
     readonly_fields = ["lineage", "source_payload", *DOCUMENT_READONLY]
@@ -156,8 +215,17 @@ class PaymentAdmin(LineageMixin, SimpleHistoryAdmin):
 
 @admin.register(Binding)
 class BindingAdmin(admin.ModelAdmin):
-    list_display = ["object_type", "object_id", "connection", "external_id", "external_number", "is_origin",
-                    "remote_version", "remote_deleted", "last_synced_at"]
+    list_display = [
+        "object_type",
+        "object_id",
+        "connection",
+        "external_id",
+        "external_number",
+        "is_origin",
+        "remote_version",
+        "remote_deleted",
+        "last_synced_at",
+    ]
     list_select_related = ["connection"]
     list_filter = ["object_type", "connection", "is_origin", "remote_deleted"]
     search_fields = ["=external_id", "external_number"]
@@ -203,8 +271,21 @@ class SyncAttemptInline(ReadOnlyInline):
 
 @admin.register(SyncJob)
 class SyncJobAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "state", "progress", "connection", "profile", "trigger", "seen", "created",
-                    "updated", "skipped", "failed", "created_at", "finished_at"]
+    list_display = [
+        "__str__",
+        "state",
+        "progress",
+        "connection",
+        "profile",
+        "trigger",
+        "seen",
+        "created",
+        "updated",
+        "skipped",
+        "failed",
+        "created_at",
+        "finished_at",
+    ]
     list_select_related = ["connection", "profile"]
     list_filter = ["state", "kind", "trigger", "connection", ("created_at", DateRangeFilterBuilder())]
     search_fields = ["=id", "params"]
@@ -216,7 +297,11 @@ class SyncJobAdmin(admin.ModelAdmin):
         percent = obj.progress_percent
         return format_html(
             '<progress max="100" value="{}" title="{} of {}">{}%</progress> {}%',
-            percent, obj.progress_done, obj.progress_total, percent, percent,
+            percent,
+            obj.progress_done,
+            obj.progress_total,
+            percent,
+            percent,
         )
 
     def has_add_permission(self, request: Any) -> bool:

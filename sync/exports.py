@@ -65,9 +65,15 @@ def invoice_rows(invoices: Any) -> Iterator[dict[str, str]]:
 
 def invoices_export(*, out: IO[str], connection: Any = None, chunk_size: int = 2000) -> int:
     """Write invoices (all, or those bound to `connection`) to `out`. Returns the number of invoices."""
-    invoices = Invoice.objects.select_related("customer").prefetch_related("lines").order_by("issue_date", "number", "pk")
+    invoices = (
+        Invoice.objects.select_related("customer")
+        .prefetch_related("lines")
+        .order_by("issue_date", "number", "pk")
+    )
     if connection is not None:
-        bound = Binding.objects.filter(connection=connection, object_type=ObjectType.INVOICE).values("object_id")
+        bound = Binding.objects.filter(connection=connection, object_type=ObjectType.INVOICE).values(
+            "object_id"
+        )
         invoices = invoices.filter(pk__in=bound)
     writer = csv.DictWriter(out, fieldnames=INVOICE_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -146,7 +146,9 @@ def _write_page(connection: Any, job: SyncJob, page: list[Record]) -> tuple[Writ
     return merged, failed
 
 
-def _record_problem(connection: Any, job: SyncJob, object_type: str, problem: RecordProblem, filename: str) -> None:
+def _record_problem(
+    connection: Any, job: SyncJob, object_type: str, problem: RecordProblem, filename: str
+) -> None:
     identity = problem.key or problem.location
     label = object_type.replace("_", " ")
     exception_record(
@@ -186,10 +188,14 @@ def _record_failure(connection: Any, job: SyncJob, record: Record, exc: Exceptio
     )
 
 
-def _after_write(connection: Any, job: SyncJob, object_type: str, ok: list[Record], written: WriteResult) -> None:
+def _after_write(
+    connection: Any, job: SyncJob, object_type: str, ok: list[Record], written: WriteResult
+) -> None:
     """Flag what the documents say is wrong, and resolve what a clean import shows is fixed."""
     keys = [record.external_id for record in ok]
-    still_unmatched = {getattr(r, "number", "") or getattr(r, "reference", "") for r, _ in written.unmatched_allocations}
+    still_unmatched = {
+        getattr(r, "number", "") or getattr(r, "reference", "") for r, _ in written.unmatched_allocations
+    }
     still_unmatched |= {record.reference for record, _ in written.unallocated_payments}
     stale = ReconciliationException.objects.filter(
         connection=connection,
@@ -242,17 +248,22 @@ def _after_write(connection: Any, job: SyncJob, object_type: str, ok: list[Recor
         _unmatched(connection, job, record, "", document=payment)
 
 
-def _unmatched(connection: Any, job: SyncJob, record: Record, invoice_number: str, document: Any = None) -> None:
+def _unmatched(
+    connection: Any, job: SyncJob, record: Record, invoice_number: str, document: Any = None
+) -> None:
     object_type = object_type_of(record)
     number = getattr(record, "number", "") or getattr(record, "reference", "")
     amount = record.amount if isinstance(record, PaymentRecord) else getattr(record, "total", Decimal(0))
     if invoice_number:
-        title = f"{object_type.replace('_', ' ').capitalize()} {number} names invoice {invoice_number}, which is not known"
+        label = object_type.replace("_", " ").capitalize()
+        title = f"{label} {number} names invoice {invoice_number}, which is not known"
     else:
         title = f"Payment {number} matches no invoice"
     exception_record(
         kind=Kind.UNMATCHED_PAYMENT,
-        fingerprint=exception_fingerprint(Kind.UNMATCHED_PAYMENT, connection.pk, object_type, number, invoice_number),
+        fingerprint=exception_fingerprint(
+            Kind.UNMATCHED_PAYMENT, connection.pk, object_type, number, invoice_number
+        ),
         title=title,
         message="Import or map the invoice, or propose an override to apply it elsewhere.",
         severity=Severity.HIGH,

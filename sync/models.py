@@ -329,7 +329,9 @@ class SyncProfile(models.Model):
     object_types = models.JSONField(default=list, help_text='e.g. ["customer", "invoice", "payment"]')
     direction = models.CharField(max_length=20, choices=Direction.choices, default=Direction.ONE_WAY)
     cutover_date = models.DateField(null=True, blank=True, help_text="Nothing older is touched.")
-    posting_mode = models.CharField(max_length=20, choices=PostingMode.choices, default=PostingMode.PER_DOCUMENT)
+    posting_mode = models.CharField(
+        max_length=20, choices=PostingMode.choices, default=PostingMode.PER_DOCUMENT
+    )
     mapping_set = models.ForeignKey(MappingSet, on_delete=models.PROTECT, null=True, blank=True)
     schedule = models.CharField(max_length=20, choices=Schedule.choices, default=Schedule.MANUAL)
     schedule_minutes = models.PositiveIntegerField(null=True, blank=True)
@@ -376,7 +378,9 @@ class SyncJob(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED, db_index=True)
-    profile = models.ForeignKey(SyncProfile, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs")
+    profile = models.ForeignKey(
+        SyncProfile, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
     connection = models.ForeignKey(
         "connectors.Connection", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
     )

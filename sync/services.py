@@ -196,13 +196,20 @@ def _invoices_write(connection: Any, records: Sequence[InvoiceRecord], result: W
     customers = customers_resolve(r.customer for r in [*new, *(r for r, _ in changed)])  # type: ignore[union-attr]
     created = bulk_create_with_history(
         [
-            Invoice(source_connection=connection, **_invoice_values(r, customers[_customer_key(r.customer)], hashes[r.external_id]))  # type: ignore[union-attr,arg-type]
+            Invoice(
+                source_connection=connection,
+                **_invoice_values(r, customers[_customer_key(r.customer)], hashes[r.external_id]),
+            )  # type: ignore[union-attr,arg-type]
             for r in new
         ],
         Invoice,
     )
     bulk_create_with_history(
-        [InvoiceLine(invoice=invoice, **_line_values(line)) for record, invoice in zip(new, created, strict=True) for line in record.lines],  # type: ignore[union-attr]
+        [
+            InvoiceLine(invoice=invoice, **_line_values(line))
+            for record, invoice in zip(new, created, strict=True)
+            for line in record.lines
+        ],  # type: ignore[union-attr]
         InvoiceLine,
     )
     _bind(connection, ObjectType.INVOICE, list(zip(new, created, strict=True)), hashes)
@@ -238,7 +245,9 @@ def _invoices_by_number(connection: Any, numbers: Iterable[str]) -> dict[str, In
     return found
 
 
-def _credit_note_values(record: CreditNoteRecord, customer: Customer, invoice: Invoice | None, digest: str) -> dict[str, Any]:
+def _credit_note_values(
+    record: CreditNoteRecord, customer: Customer, invoice: Invoice | None, digest: str
+) -> dict[str, Any]:
     return {
         "number": record.number,
         "customer": customer,
@@ -257,12 +266,16 @@ def _credit_note_values(record: CreditNoteRecord, customer: Customer, invoice: I
     }
 
 
-def _allocations_replace(document: Any, model: type, parent_field: str, allocations: dict[Invoice, tuple[Decimal, Any]]) -> None:
+def _allocations_replace(
+    document: Any, model: type, parent_field: str, allocations: dict[Invoice, tuple[Decimal, Any]]
+) -> None:
     existing = {a.invoice_id: a for a in model.objects.filter(**{parent_field: document})}
     for invoice, (amount, allocated_on) in allocations.items():
         allocation = existing.pop(invoice.pk, None)
         if allocation is None:
-            model.objects.create(**{parent_field: document}, invoice=invoice, amount=amount, allocated_on=allocated_on)
+            model.objects.create(
+                **{parent_field: document}, invoice=invoice, amount=amount, allocated_on=allocated_on
+            )
         elif allocation.amount != amount or allocation.allocated_on != allocated_on:
             allocation.amount, allocation.allocated_on = amount, allocated_on
             allocation.save()
@@ -274,16 +287,32 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
     new, changed, unchanged, hashes = _split(connection, ObjectType.CREDIT_NOTE, records)
     touched: list[CreditNoteRecord] = [*new, *(r for r, _ in changed)]  # type: ignore[list-item]
     customers = customers_resolve(r.customer for r in touched)
-    invoices = _invoices_by_number(connection, [r.original_invoice_number for r in touched] + [a.invoice_number for r in touched for a in r.allocations])
+    invoices = _invoices_by_number(
+        connection,
+        [r.original_invoice_number for r in touched]
+        + [a.invoice_number for r in touched for a in r.allocations],
+    )
     created = bulk_create_with_history(
         [
-            CreditNote(source_connection=connection, **_credit_note_values(r, customers[_customer_key(r.customer)], invoices.get(r.original_invoice_number), hashes[r.external_id]))
+            CreditNote(
+                source_connection=connection,
+                **_credit_note_values(
+                    r,
+                    customers[_customer_key(r.customer)],
+                    invoices.get(r.original_invoice_number),
+                    hashes[r.external_id],
+                ),
+            )
             for r in new  # type: ignore[union-attr]
         ],
         CreditNote,
     )
     bulk_create_with_history(
-        [CreditNoteLine(credit_note=note, **_line_values(line)) for record, note in zip(new, created, strict=True) for line in record.lines],  # type: ignore[union-attr]
+        [
+            CreditNoteLine(credit_note=note, **_line_values(line))
+            for record, note in zip(new, created, strict=True)
+            for line in record.lines
+        ],  # type: ignore[union-attr]
         CreditNoteLine,
     )
     _bind(connection, ObjectType.CREDIT_NOTE, list(zip(new, created, strict=True)), hashes)
@@ -292,7 +321,15 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
     for record, binding in changed:
         note = documents[binding.object_id]
         digest = hashes[record.external_id]
-        _set(note, _credit_note_values(record, customers[_customer_key(record.customer)], invoices.get(record.original_invoice_number), digest))  # type: ignore[union-attr,arg-type]
+        _set(
+            note,
+            _credit_note_values(
+                record,
+                customers[_customer_key(record.customer)],
+                invoices.get(record.original_invoice_number),
+                digest,
+            ),
+        )  # type: ignore[union-attr,arg-type]
         _lines_replace(note, CreditNoteLine, "credit_note", record.lines)  # type: ignore[union-attr]
         _rebind(binding, record, digest)
         pairs.append((record, note))  # type: ignore[arg-type]
@@ -343,7 +380,10 @@ def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: W
         return customers[_customer_key(record.customer)] if record.customer else None
 
     created = bulk_create_with_history(
-        [Payment(source_connection=connection, **_payment_values(r, customer_of(r), hashes[r.external_id])) for r in new],  # type: ignore[arg-type]
+        [
+            Payment(source_connection=connection, **_payment_values(r, customer_of(r), hashes[r.external_id]))
+            for r in new
+        ],  # type: ignore[arg-type]
         Payment,
     )
     _bind(connection, ObjectType.PAYMENT, list(zip(new, created, strict=True)), hashes)

@@ -86,16 +86,22 @@ class _Cells:
         if not raw:
             return None
         try:
-            return parse_number(raw, field=column, decimal_mark=self.options.decimal_mark, allow_percent=percent)
+            return parse_number(
+                raw, field=column, decimal_mark=self.options.decimal_mark, allow_percent=percent
+            )
         except ParseError as exc:
             raise self.fail(column, str(exc)) from None
 
-    def amount(self, column: str, currency: str | None, *, required: bool = False) -> tuple[Decimal, str | None]:
+    def amount(
+        self, column: str, currency: str | None, *, required: bool = False
+    ) -> tuple[Decimal, str | None]:
         raw = self.text(column, required=required)
         if not raw:
             return ZERO, None
         try:
-            parsed = parse_amount(raw, field=column, decimal_mark=self.options.decimal_mark, currency=currency)
+            parsed = parse_amount(
+                raw, field=column, decimal_mark=self.options.decimal_mark, currency=currency
+            )
         except ParseError as exc:
             raise self.fail(column, str(exc)) from None
         return parsed.value, parsed.currency
@@ -143,7 +149,9 @@ def _same_across_rows(rows: list[Row], columns: tuple[str, ...]) -> None:
     for row in rows[1:]:
         for column in columns:
             if row.get(column) and first.get(column) and row.get(column) != first.get(column):
-                raise RowError(row, column, f"{column} differs from row {first.number} ({first.get(column)!r})")
+                raise RowError(
+                    row, column, f"{column} differs from row {first.number} ({first.get(column)!r})"
+                )
 
 
 def _check_shape(row: Row) -> None:
@@ -258,7 +266,9 @@ def _credit_note(key: str, rows: list[Row], options: CsvOptions) -> CreditNoteRe
     total = subtotal + tax_total if stated is None else stated
     status = head.text("status").lower() or "open"
     if status not in CREDIT_NOTE_STATUSES:
-        raise head.fail("status", f"status {status!r} is not one of {', '.join(sorted(CREDIT_NOTE_STATUSES))}")
+        raise head.fail(
+            "status", f"status {status!r} is not one of {', '.join(sorted(CREDIT_NOTE_STATUSES))}"
+        )
     invoice_number = head.text("invoice_number", max_length=64)
     allocated = head.money("allocated_amount", currency)
     if allocated is None and status == "applied" and invoice_number:
@@ -309,12 +319,16 @@ def _payment(key: str, rows: list[Row], options: CsvOptions) -> PaymentRecord:
             continue
         if allocated is None:
             if len(rows) > 1:
-                raise cells.fail("allocated_amount", "allocated_amount is required when a payment has several rows")
+                raise cells.fail(
+                    "allocated_amount", "allocated_amount is required when a payment has several rows"
+                )
             allocated = amount
         allocations.append(AllocationRecord(invoice_number, allocated, transaction_date))
     allocated_total = sum((a.amount for a in allocations), ZERO)
     if allocated_total > amount:
-        raise head.fail("allocated_amount", f"allocations add up to {allocated_total}, more than the amount {amount}")
+        raise head.fail(
+            "allocated_amount", f"allocations add up to {allocated_total}, more than the amount {amount}"
+        )
     status = head.text("status").lower() or "completed"
     if status not in PAYMENT_STATUSES:
         raise head.fail("status", f"status {status!r} is not one of {', '.join(sorted(PAYMENT_STATUSES))}")
@@ -338,7 +352,9 @@ def _payment(key: str, rows: list[Row], options: CsvOptions) -> PaymentRecord:
 _BUILDERS = {"invoices": _invoice, "payments": _payment, "credit_notes": _credit_note}
 
 
-def records(table: Table, options: CsvOptions) -> Iterator[InvoiceRecord | PaymentRecord | CreditNoteRecord | RecordProblem]:
+def records(
+    table: Table, options: CsvOptions
+) -> Iterator[InvoiceRecord | PaymentRecord | CreditNoteRecord | RecordProblem]:
     build = _BUILDERS[table.kind]
     key_column = KEY_COLUMN[table.kind]
     for key, rows in _group(table):

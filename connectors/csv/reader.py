@@ -14,16 +14,27 @@ from dataclasses import dataclass
 KINDS = ("invoices", "payments", "credit_notes")
 
 # The column that identifies each layout, and the columns a file of that kind must have.
-KEY_COLUMN = {"invoices": "invoice_number", "payments": "payment_reference", "credit_notes": "credit_note_number"}
+KEY_COLUMN = {
+    "invoices": "invoice_number",
+    "payments": "payment_reference",
+    "credit_notes": "credit_note_number",
+}
 REQUIRED_COLUMNS = {
     "invoices": ("invoice_number", "customer_name", "issue_date", "description", "quantity", "unit_price"),
     "payments": ("payment_reference", "payment_date", "amount"),
-    "credit_notes": ("credit_note_number", "customer_name", "issue_date", "description", "quantity", "unit_price"),
+    "credit_notes": (
+        "credit_note_number",
+        "customer_name",
+        "issue_date",
+        "description",
+        "quantity",
+        "unit_price",
+    ),
 }
 KNOWN_COLUMNS = {
     "invoices": (
-        "invoice_number", "customer_name", "customer_email", "issue_date", "due_date", "currency", "description",
-        "quantity", "unit_price", "tax_rate", "total", "status", "amount_paid", "external_id", "item_code",
+        "invoice_number", "customer_name", "customer_email", "issue_date", "due_date", "currency",
+        "description", "quantity", "unit_price", "tax_rate", "total", "status", "amount_paid", "external_id", "item_code",
     ),
     "payments": (
         "payment_reference", "payment_date", "amount", "currency", "customer_name", "customer_email",
@@ -66,7 +77,9 @@ def _decode(data: bytes, encoding: str) -> str:
     if b"\x00" in data[:4096]:
         raise CsvFileError("this is not a CSV file: it holds binary data (NUL bytes)")
     try:
-        return data.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+        return data.decode(
+            "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        )
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise CsvFileError(

@@ -1,4 +1,4 @@
-"""python manage.py csv_import FILE --connection NAME [--date-order DMY|MDY|YMD] [--decimal-comma] [--currency CODE]"""
+"""csv_import FILE --connection NAME [--date-order DMY|MDY|YMD] [--decimal-comma] [--currency CODE]"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Load the demo: a wholesale business's CSV exports, and one user per role. Running it twice changes nothing."""
+"""Load the demo: a wholesale business's CSV exports and one user per role. Running it twice changes nothing."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ class Command(BaseCommand):
     help = "Load demo documents (idempotent) and create demo users, one per role plus a superuser."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--password", default=None, help="password for new demo users (default: DEMO_PASSWORD)")
+        parser.add_argument(
+            "--password", default=None, help="password for new demo users (default: DEMO_PASSWORD)"
+        )
         parser.add_argument("--no-users", action="store_true", help="load documents only")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -51,7 +53,9 @@ class Command(BaseCommand):
             if loaded.get(name) == digest:
                 self.stdout.write(f"{name}: already loaded")
                 continue
-            report = file_import(connection=connection, data=data, filename=name, trigger=SyncJob.Trigger.COMMAND)
+            report = file_import(
+                connection=connection, data=data, filename=name, trigger=SyncJob.Trigger.COMMAND
+            )
             loaded[name] = digest
             self.stdout.write(f"{name}: imported {report.imported_rows}, rejected {report.rejected_rows}")
         if connection.options.get("demo_files") != loaded:
@@ -81,7 +85,9 @@ class Command(BaseCommand):
 
     def _pending_override(self) -> None:
         """One proposal waiting for an accountant, so the four-eyes queue is not empty."""
-        exception = ReconciliationException.objects.filter(kind=ReconciliationException.Kind.TOTAL_MISMATCH).first()
+        exception = ReconciliationException.objects.filter(
+            kind=ReconciliationException.Kind.TOTAL_MISMATCH
+        ).first()
         if exception is None or Override.objects.filter(exception=exception).exists():
             return
         Override.objects.create(

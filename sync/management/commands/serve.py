@@ -22,11 +22,25 @@ class Command(BaseCommand):
         python = sys.executable
         bind = options["bind"]
         children = [
-            subprocess.Popen([python, "-m", "gunicorn", "config.wsgi", "--bind", bind,
-                              "--workers", str(options["web_workers"]), "--access-logfile", "-"]),
+            subprocess.Popen(
+                [
+                    python,
+                    "-m",
+                    "gunicorn",
+                    "config.wsgi",
+                    "--bind",
+                    bind,
+                    "--workers",
+                    str(options["web_workers"]),
+                    "--access-logfile",
+                    "-",
+                ]
+            ),
             subprocess.Popen([python, "manage.py", "qcluster"]),
         ]
-        self.stdout.write(f"Ledgerlink is running: http://{bind}/admin/   (Ctrl-C stops the web server and the worker)")
+        self.stdout.write(
+            f"Ledgerlink is running: http://{bind}/admin/   (Ctrl-C stops the web server and the worker)"
+        )
         stopping = False
 
         def stop(*_: object) -> None:
