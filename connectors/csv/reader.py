@@ -34,7 +34,8 @@ REQUIRED_COLUMNS = {
 KNOWN_COLUMNS = {
     "invoices": (
         "invoice_number", "customer_name", "customer_email", "issue_date", "due_date", "currency",
-        "description", "quantity", "unit_price", "tax_rate", "total", "status", "amount_paid", "external_id", "item_code",
+        "description", "quantity", "unit_price", "tax_rate", "total", "status", "amount_paid", "external_id",
+        "item_code",
     ),
     "payments": (
         "payment_reference", "payment_date", "amount", "currency", "customer_name", "customer_email",

@@ -1,4 +1,4 @@
-"""Load the demo: a wholesale business's CSV exports and one user per role. Running it twice changes nothing."""
+"""Load the demo: a wholesale business's CSV exports and one user per role. Idempotent."""
 
 from __future__ import annotations
 
