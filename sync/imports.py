@@ -63,6 +63,8 @@ def file_import(
 ) -> ImportReport:
     """Import one file into canonical documents. Raises the connector's file error before writing anything."""
     parsed = connection.connector().parse_file(data, kind=kind, encoding=encoding, **(options or {}))
+    if connection.pk is None:
+        connection.save()  # a new connection only once its first file proved readable
     now = timezone.now()
     job = SyncJob.objects.create(
         kind=SyncJob.Kind.IMPORT,

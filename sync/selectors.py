@@ -6,11 +6,11 @@ from connectors.models import Connection
 from sync.models import Binding
 
 
-def csv_connection_get_or_create(*, name: str) -> Connection:
-    """The CSV connection called `name`, created as a source if it does not exist yet."""
-    connection, _ = Connection.objects.get_or_create(
-        name=name, defaults={"platform": "csv", "role": Connection.Role.SOURCE}
-    )
+def csv_connection_for(*, name: str) -> Connection:
+    """The CSV connection called `name`, or a new unsaved one (saved once a file has been read)."""
+    connection = Connection.objects.filter(name=name).first()
+    if connection is None:
+        return Connection(name=name, platform="csv", role=Connection.Role.SOURCE)
     if connection.platform != "csv":
         raise ValueError(f"connection {name!r} is a {connection.platform} connection, not a CSV one")
     return connection

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models.functions import Lower
 from simple_history.utils import bulk_create_with_history
 
 from connectors.base import (
@@ -64,10 +65,11 @@ def _customer_key(record: CustomerRecord) -> str:
 def customers_resolve(records: Iterable[CustomerRecord]) -> dict[str, Customer]:
     """Match by email, then by exact name; create the rest in bulk. Keys are `_customer_key`."""
     wanted = {_customer_key(r): r for r in records}
-    emails = [r.email for r in wanted.values() if r.email]
+    emails = [r.email.lower() for r in wanted.values() if r.email]
     names = [r.name for r in wanted.values() if not r.email]
     found: dict[str, Customer] = {}
-    for customer in Customer.objects.filter(email__in=emails):
+    matches = Customer.objects.annotate(email_lower=Lower("email")).filter(email_lower__in=emails)
+    for customer in matches.order_by("pk"):
         found.setdefault(customer.email.lower(), customer)
     for customer in Customer.objects.filter(name__in=names):
         found.setdefault(f"name:{customer.name.casefold()}", customer)

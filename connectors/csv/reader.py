@@ -75,13 +75,12 @@ def _normalise_header(name: str) -> str:
 
 
 def _decode(data: bytes, encoding: str) -> str:
-    if b"\x00" in data[:4096]:
-        raise CsvFileError("this is not a CSV file: it holds binary data (NUL bytes)")
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     try:
-        return data.decode(
-            "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-        )
+        text = data.decode("utf-8-sig" if utf8 else encoding)
     except UnicodeDecodeError as exc:
+        if b"\x00" in data[:4096]:
+            raise CsvFileError("this is not a CSV file: it holds binary data (NUL bytes)") from None
         line = data[: exc.start].count(b"\n") + 1
         raise CsvFileError(
             f"the file is not valid {encoding} (byte 0x{data[exc.start]:02x} on line {line}); "
@@ -89,6 +88,9 @@ def _decode(data: bytes, encoding: str) -> str:
         ) from None
     except LookupError:
         raise CsvFileError(f"unknown encoding {encoding!r}") from None
+    if "\x00" in text[:4096]:
+        raise CsvFileError("this is not a CSV file: it holds binary data (NUL bytes)")
+    return text
 
 
 def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,5 +31,6 @@ class Command(BaseCommand):
                 count = invoices_export(out=out, connection=connection)
             self.stderr.write(f"exported {count} invoices to {path}")
         else:
-            count = invoices_export(out=sys.stdout, connection=connection)
+            self.stdout.ending = ""  # the CSV writer ends its own lines
+            count = invoices_export(out=self.stdout, connection=connection)  # type: ignore[arg-type]
             self.stderr.write(f"exported {count} invoices")

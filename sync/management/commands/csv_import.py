@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from connectors.csv.parsing import ParseError, normalise_currency
 from connectors.csv.reader import KINDS, CsvFileError
 from sync.imports import file_import
-from sync.selectors import csv_connection_get_or_create
+from sync.selectors import csv_connection_for
 
 
 class Command(BaseCommand):
@@ -38,7 +38,7 @@ class Command(BaseCommand):
             except ParseError as exc:
                 raise CommandError(str(exc), returncode=2) from None
         try:
-            connection = csv_connection_get_or_create(name=options["connection"])
+            connection = csv_connection_for(name=options["connection"])
         except ValueError as exc:
             raise CommandError(str(exc), returncode=2) from None
         overrides = {
