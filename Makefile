@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BIND ?= 127.0.0.1:8000
 
-.PHONY: run test lint install install-dev migrate demo lock clean
+.PHONY: run test lint bench install install-dev migrate demo lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: install-dev
 
 test: install-dev lint
 	$(BIN)/python -m pytest
+
+# Benchmarks: figures printed as ratios to a bare bulk_create in the same run (ROWS=100000 by default).
+bench: install-dev
+	$(BIN)/python tests/bench/bench_csv_import.py $(or $(ROWS),100000)
 
 # Re-resolve the pinned versions after changing pyproject.toml.
 lock: $(BIN)/python

@@ -13,7 +13,9 @@ from connectors.registry import platform_choices
 
 class ConnectionForm(forms.ModelForm):
     platform = forms.ChoiceField(choices=platform_choices)
-    base_url = forms.URLField(required=False, assume_scheme="https", help_text="API root; empty for the default.")
+    base_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="API root; empty for the platform's production URL."
+    )
     new_credentials = forms.JSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off"}),

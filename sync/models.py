@@ -14,6 +14,8 @@ from simple_history.models import HistoricalRecords
 MONEY = {"max_digits": 19, "decimal_places": 4}
 RATE = {"max_digits": 9, "decimal_places": 4}
 QUANTITY = {"max_digits": 19, "decimal_places": 6}
+# History keeps every value a person reads; the source payload stays on the document (current) and binding.
+DOCUMENT_HISTORY_EXCLUDED = ["raw_payload", "content_hash"]
 
 
 class ObjectType(models.TextChoices):
@@ -83,7 +85,7 @@ class Invoice(Document):
     amount_due = models.DecimalField(**MONEY, default=0)
     memo = models.TextField(blank=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(excluded_fields=DOCUMENT_HISTORY_EXCLUDED)
 
     class Meta:
         ordering = ["-issue_date", "-id"]
@@ -141,7 +143,7 @@ class Payment(Document):
     payout_id = models.CharField(max_length=100, blank=True, db_index=True)
     memo = models.TextField(blank=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(excluded_fields=DOCUMENT_HISTORY_EXCLUDED)
 
     class Meta:
         ordering = ["-transaction_date", "-id"]
@@ -190,7 +192,7 @@ class CreditNote(Document):
     remaining_credit = models.DecimalField(**MONEY, default=0)
     memo = models.TextField(blank=True)
 
-    history = HistoricalRecords()
+    history = HistoricalRecords(excluded_fields=DOCUMENT_HISTORY_EXCLUDED)
 
     class Meta:
         ordering = ["-issue_date", "-id"]

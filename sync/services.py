@@ -117,18 +117,17 @@ def _bind(connection: Any, object_type: str, pairs: list[tuple[Record, Any]], ha
                 external_number=getattr(record, "number", "") or getattr(record, "reference", ""),
                 is_origin=True,
                 content_hash=hashes[record.external_id],
-                raw_payload=_raw(record),
             )
             for record, document in pairs
         ]
     )
 
 
-def _rebind(binding: Binding, record: Record, digest: str) -> None:
+def _rebind(binding: Binding, digest: str) -> None:
+    # An origin binding's payload is the document's own raw_payload; it is not stored twice.
     binding.content_hash = digest
-    binding.raw_payload = _raw(record)
     binding.remote_deleted = False
-    binding.save(update_fields=["content_hash", "raw_payload", "remote_deleted", "last_synced_at"])
+    binding.save(update_fields=["content_hash", "remote_deleted", "last_synced_at"])
 
 
 def _raw(record: Record) -> Any:
@@ -222,7 +221,7 @@ def _invoices_write(connection: Any, records: Sequence[InvoiceRecord], result: W
         digest = hashes[record.external_id]
         _set(invoice, _invoice_values(record, customers[_customer_key(record.customer)], digest))  # type: ignore[union-attr,arg-type]
         _lines_replace(invoice, InvoiceLine, "invoice", record.lines)  # type: ignore[union-attr]
-        _rebind(binding, record, digest)
+        _rebind(binding, digest)
         result.updated.append(invoice)
     result.unchanged += [documents[b.object_id] for _, b in unchanged]
 
@@ -333,7 +332,7 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
             ),
         )  # type: ignore[union-attr,arg-type]
         _lines_replace(note, CreditNoteLine, "credit_note", record.lines)  # type: ignore[union-attr]
-        _rebind(binding, record, digest)
+        _rebind(binding, digest)
         pairs.append((record, note))  # type: ignore[arg-type]
         result.updated.append(note)
     for record, note in pairs:
@@ -394,7 +393,7 @@ def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: W
         payment = documents[binding.object_id]
         digest = hashes[record.external_id]
         _set(payment, _payment_values(record, customer_of(record), digest))  # type: ignore[arg-type]
-        _rebind(binding, record, digest)
+        _rebind(binding, digest)
         pairs.append((record, payment))  # type: ignore[arg-type]
         result.updated.append(payment)
     pairs += [(r, documents[b.object_id]) for r, b in waiting]  # type: ignore[misc]

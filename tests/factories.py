@@ -120,7 +120,9 @@ def populate(count: int) -> None:
             connection=connection, object_type="invoice", object_id=invoice.pk, external_id=invoice.number
         )
         mapping = MappingSet.objects.create(name=f"Mapping {invoice.pk}", destination=connection)
-        MappingRow.objects.create(mapping_set=mapping, kind="tax_code", source_value="20", target_value="TAX20")
+        MappingRow.objects.create(
+            mapping_set=mapping, kind="tax_code", source_value="20", target_value="TAX20"
+        )
         profile = SyncProfile.objects.create(
             name=f"Profile {invoice.pk}", source=connection, destination=connection, mapping_set=mapping
         )

@@ -28,12 +28,14 @@ def superuser_client(client):
 
 
 def test_every_model_of_the_project_has_an_admin_page():
-    project_models = {label for label in MODELS if label.split(".")[0] in {"connectors", "sync", "reconciliation"}}
+    project_models = {
+        label for label in MODELS if label.split(".")[0] in {"connectors", "sync", "reconciliation"}
+    }
     expected = {
         "connectors.connection", "sync.customer", "sync.invoice", "sync.payment", "sync.paymentallocation",
         "sync.creditnote", "sync.binding", "sync.syncprofile", "sync.mappingset", "sync.mappingrow",
-        "sync.syncjob", "sync.syncattempt", "reconciliation.reconciliationexception", "reconciliation.override",
-        "reconciliation.tag",
+        "sync.syncjob", "sync.syncattempt", "reconciliation.reconciliationexception",
+        "reconciliation.override", "reconciliation.tag",
     }  # fmt: skip
     assert expected <= project_models
 

@@ -19,7 +19,9 @@ def stored(pk: int) -> str:
 
 
 def test_credentials_never_reach_the_database_in_clear():
-    connection = Connection.objects.create(name="QBO", platform="csv", credentials={"refresh_token": "rt-SECRET"})
+    connection = Connection.objects.create(
+        name="QBO", platform="csv", credentials={"refresh_token": "rt-SECRET"}
+    )
     assert "rt-SECRET" not in stored(connection.pk)
     assert Connection.objects.get(pk=connection.pk).credentials == {"refresh_token": "rt-SECRET"}
 

@@ -19,7 +19,9 @@ from tests.conftest import run_import
 pytestmark = pytest.mark.django_db
 
 CONN = "shop-csv"
-PNG_BYTES = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+PNG_BYTES = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
+)
 
 
 def imp(path, *args: str) -> tuple[int, str, str]:
@@ -78,25 +80,32 @@ def test_two_invoice_file_creates_invoices_lines_bindings_and_matches_customer_b
     assert (inv1.issue_date, inv1.due_date, inv1.currency) == (date(2026, 3, 2), date(2026, 4, 1), "GBP")
     widgets, postage = inv1.lines.order_by("line_number")
     # 3 x 0.335 = 1.005 -> 1.01 and 0.25 x 10% = 0.025 -> 0.03: half-up, never half-even
-    assert (widgets.subtotal, widgets.tax_amount, widgets.total) == (Decimal("1.01"), Decimal("0.20"), Decimal("1.21"))
-    assert (postage.subtotal, postage.tax_amount, postage.total) == (Decimal("0.25"), Decimal("0.03"), Decimal("0.28"))
+    assert (widgets.subtotal, widgets.tax_amount, widgets.total) == (
+        Decimal("1.01"),
+        Decimal("0.20"),
+        Decimal("1.21"),
+    )
+    assert (postage.subtotal, postage.tax_amount, postage.total) == (
+        Decimal("0.25"),
+        Decimal("0.03"),
+        Decimal("0.28"),
+    )
     assert (inv1.subtotal, inv1.tax_total, inv1.total) == (Decimal("1.26"), Decimal("0.23"), Decimal("1.49"))
     assert inv1.lines_total == Decimal("1.49")
 
     inv2 = only_invoice("INV-2")
     assert inv2.customer.email == "bob@bistro.example"
     assert inv2.customer.name == "Bistro Bob"
-    assert (inv2.subtotal, inv2.tax_total, inv2.total) == (Decimal("68.00"), Decimal("13.60"), Decimal("81.60"))
+    assert (inv2.subtotal, inv2.tax_total, inv2.total) == (
+        Decimal("68.00"),
+        Decimal("13.60"),
+        Decimal("81.60"),
+    )
     assert inv2.amount_due == Decimal("81.60")
     assert inv2.status == "open"
     assert not ReconciliationException.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync/services.py customers_resolve: email__in is case-sensitive, so 'Accounts@Acme.example' "
-    "is not matched by 'accounts@acme.example' and a second customer is created",
-)
 def test_customer_email_match_ignores_case_of_the_stored_email(csv_file):
     known = Customer.objects.create(name="Acme Stores Ltd", email="Accounts@Acme.example")
     path = csv_file(
@@ -515,11 +524,39 @@ def test_missing_path_exits_2_and_creates_nothing(tmp_path):
     assert not Connection.objects.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="csv_import.py creates the connection (csv_connection_get_or_create) before the file is read, "
-    "so a file rejected with exit 2 still leaves a new Connection behind",
-)
+def test_utf16_file_imports_with_encoding_option(csv_file):
+    path = csv_file(
+        "invoice_number\tcustomer_name\tissue_date\tcurrency\tdescription\tquantity\tunit_price\n"
+        "INV-1\tAcme\t2026-03-02\tGBP\tThing\t1\t10.00\n",
+        encoding="utf-16",
+    )
+
+    code, out, err = imp(path, "--encoding", "utf-16")
+
+    assert code == 0, err
+    assert counts(out) == (1, 0)
+    assert only_invoice("INV-1").total == Decimal("10.00")
+
+
+def test_unknown_currency_option_exits_2_and_creates_nothing(csv_file):
+    code, _, err = imp(csv_file(AMBIGUOUS_DATE), "--currency", "ZZZ")
+
+    assert code == 2
+    assert "ZZZ" in err
+    assert_nothing_written()
+    assert not Connection.objects.exists()
+
+
+def test_connection_of_another_platform_exits_2(csv_file):
+    Connection.objects.create(name=CONN, platform="quickbooks")
+
+    code, _, err = imp(csv_file(AMBIGUOUS_DATE))
+
+    assert code == 2
+    assert "not a CSV one" in err
+    assert_nothing_written()
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -591,10 +628,29 @@ def test_changed_quantity_on_reimport_updates_the_invoice_and_its_history(csv_fi
     assert invoice.row_version == 2
     assert invoice.history.count() == 2
     assert invoice.lines.get(line_number=1).quantity == Decimal("3")
-    assert (invoice.subtotal, invoice.tax_total, invoice.total) == (Decimal("35.00"), Decimal("7.00"), Decimal("42.00"))
+    assert (invoice.subtotal, invoice.tax_total, invoice.total) == (
+        Decimal("35.00"),
+        Decimal("7.00"),
+        Decimal("42.00"),
+    )
     assert Invoice.objects.count() == 2
     assert InvoiceLine.objects.count() == 3
     assert only_invoice("INV-2").row_version == 1
+
+
+def test_line_dropped_on_reimport_is_deleted_from_the_invoice(csv_file):
+    imp(csv_file(TWO_INVOICES))
+
+    code, out, _ = imp(
+        csv_file(TWO_INVOICES.replace("INV-1,Acme,a@acme.example,2026-03-02,GBP,Postage,1,5.00,20\n", ""))
+    )
+
+    assert code == 0
+    assert summary(out) == (0, 1, 1)
+    invoice = only_invoice("INV-1")
+    assert list(invoice.lines.values_list("description", flat=True)) == ["Widgets"]
+    assert invoice.total == Decimal("24.00")
+    assert InvoiceLine.objects.count() == 2
 
 
 MISMATCH = (
@@ -690,7 +746,11 @@ def test_payment_allocated_to_a_known_invoice(csv_file):
     assert code == 0
     assert counts(out) == (1, 0)
     payment = Payment.objects.get()
-    assert (payment.reference, payment.amount, payment.unapplied_amount) == ("PAY-1", Decimal("100.00"), Decimal("0"))
+    assert (payment.reference, payment.amount, payment.unapplied_amount) == (
+        "PAY-1",
+        Decimal("100.00"),
+        Decimal("0"),
+    )
     allocation = PaymentAllocation.objects.get()
     assert allocation.payment == payment
     assert allocation.invoice == only_invoice("INV-1")
@@ -813,16 +873,20 @@ def test_header_names_are_case_and_space_insensitive(csv_file):
 
 
 def test_bulk_import_uses_far_fewer_queries_than_rows(csv_file, django_assert_max_num_queries):
-    lines = ["invoice_number,customer_name,customer_email,issue_date,currency,description,quantity,unit_price,tax_rate"]
+    lines = [
+        "invoice_number,customer_name,customer_email,issue_date,currency,description,quantity,unit_price,tax_rate"
+    ]
     for n in range(1, 1001):
-        customer = n % 25
+        who = n % 25
         for item in range(1, 6):
             lines.append(
-                f"INV-{n:05d},Customer {customer},c{customer}@example.com,2026-03-02,GBP,Item {item},{item},1.25,20"
+                f"INV-{n:05d},Customer {who},c{who}@example.com,2026-03-02,GBP,Item {item},{item},1.25,20"
             )
     path = csv_file("\n".join(lines) + "\n")
 
-    with django_assert_max_num_queries(200):
+    # ~220 on SQLite, whose 999-parameter limit splits each bulk insert into batches of 40-90 rows;
+    # one statement per row (let alone one commit per row) would be well over 5,000.
+    with django_assert_max_num_queries(300):
         code, out, _ = imp(path)
 
     assert code == 0
@@ -837,8 +901,13 @@ def test_bulk_import_uses_far_fewer_queries_than_rows(csv_file, django_assert_ma
 
 # ------------------------------------------------------------------------------- crash in the middle
 
-SEVEN_INVOICES = "invoice_number,customer_name,customer_email,issue_date,currency,description,quantity,unit_price\n" + "".join(
-    f"INV-{n},Customer {n},c{n}@example.com,2026-03-02,GBP,Line {line},1,{n}.00\n" for n in range(1, 8) for line in (1, 2)
+SEVEN_INVOICES = (
+    "invoice_number,customer_name,customer_email,issue_date,currency,description,quantity,unit_price\n"
+    + "".join(
+        f"INV-{n},Customer {n},c{n}@example.com,2026-03-02,GBP,Line {line},1,{n}.00\n"
+        for n in range(1, 8)
+        for line in (1, 2)
+    )
 )
 
 
@@ -848,7 +917,9 @@ def assert_whole_documents(expected_numbers: set[str]) -> None:
     assert Invoice.objects.count() == len(expected_numbers)
     for invoice in Invoice.objects.all():
         assert invoice.lines.count() == 2, invoice.number
-        assert Binding.objects.filter(object_type="invoice", object_id=invoice.pk).count() == 1, invoice.number
+        assert Binding.objects.filter(object_type="invoice", object_id=invoice.pk).count() == 1, (
+            invoice.number
+        )
     assert Binding.objects.count() == len(expected_numbers)
 
 
@@ -871,7 +942,14 @@ def test_database_error_in_a_page_rolls_it_back_and_retries_document_by_document
     code, out, _ = imp(path)
 
     assert code == 0
-    assert calls == [["INV-1", "INV-2", "INV-3"], ["INV-4", "INV-5", "INV-6"], ["INV-4"], ["INV-5"], ["INV-6"], ["INV-7"]]
+    assert calls == [
+        ["INV-1", "INV-2", "INV-3"],
+        ["INV-4", "INV-5", "INV-6"],
+        ["INV-4"],
+        ["INV-5"],
+        ["INV-6"],
+        ["INV-7"],
+    ]
     assert counts(out) == (12, 2)
     assert_whole_documents({"INV-1", "INV-2", "INV-3", "INV-4", "INV-6", "INV-7"})
     failure = ReconciliationException.objects.get()
