@@ -68,6 +68,7 @@ def dashboard_summary(*, days: int = 14) -> dict[str, Any]:
         "at_risk": list(at_risk),
         "volume": _bars(volume),
         "failures": _bars(failures),
+        "failed_total": sum(value for _, value in failures),
         "pending_overrides": Override.objects.filter(
             state=Override.State.PROPOSED, expires_at__gt=now
         ).count(),
