@@ -11,3 +11,7 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 ENCRYPTION_KEYS = [
     "qK8sT0m9X1uS2a3Hc5RZp2uV7yW0eJkT6yDqf9bR1mE=",  # a fixed test key, never used outside tests
 ]
+# whitenoise looks for STATIC_ROOT at start-up; tests serve static files through the finders instead.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
