@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilterBuilder
 from simple_history.admin import SimpleHistoryAdmin
 
 from reconciliation.models import Override, ReconciliationException, Tag
+from sync.money import money_str
 
 
 class AgeFilter(admin.SimpleListFilter):
@@ -42,13 +45,10 @@ class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
         "kind",
         "severity",
         "state",
-        "amount_at_risk",
-        "currency",
+        "at_risk",
         "document_number",
-        "connection",
         "assignee",
         "first_seen_at",
-        "occurrences",
     ]
     list_select_related = ["connection", "assignee"]
     list_filter = [
@@ -76,7 +76,7 @@ class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
         "currency",
         "amount_at_risk",
         "amount_at_risk_base",
-        "details",
+        "details_pretty",
         "occurrences",
         "first_seen_at",
         "last_seen_at",
@@ -92,7 +92,7 @@ class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
         "assignee",
         "tags",
         "message",
-        "details",
+        "details_pretty",
         "document_number",
         "external_id",
         "object_type",
@@ -111,6 +111,19 @@ class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
         "fingerprint",
     ]
     filter_horizontal = ["tags"]
+
+    @admin.display(description="amount at risk", ordering="amount_at_risk")
+    def at_risk(self, obj: ReconciliationException) -> str:
+        if obj.amount_at_risk is None:
+            return "-"
+        return f"{obj.currency} {money_str(obj.amount_at_risk, obj.currency)}" if obj.currency else "-"
+
+    @admin.display(description="details")
+    def details_pretty(self, obj: ReconciliationException) -> str:
+        return format_html(
+            "<pre style='white-space:pre-wrap'>{}</pre>",
+            json.dumps(obj.details, indent=2, ensure_ascii=False),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # findings are raised by checks and imports, not typed in

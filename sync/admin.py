@@ -24,6 +24,7 @@ from sync.models import (
     SyncJob,
     SyncProfile,
 )
+from sync.money import money_str, number_str, price_str
 from sync.selectors import document_bindings
 
 
@@ -71,6 +72,16 @@ class LineageMixin:
         return _pretty(obj.raw_payload)
 
 
+def money_column(name: str, description: str = "") -> Any:
+    """An admin column showing a money field at its document's currency precision."""
+
+    @admin.display(description=description or name.replace("_", " "), ordering=name)
+    def show(self: Any, obj: Any) -> str:
+        return money_str(getattr(obj, name), obj.currency)
+
+    return show
+
+
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
@@ -83,36 +94,63 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class InvoiceLineInline(ReadOnlyInline):
-    model = InvoiceLine
-    fields = [
-        "line_number",
-        "description",
-        "item_code",
-        "quantity",
-        "unit_price",
-        "tax_rate",
-        "subtotal",
-        "tax_amount",
-        "total",
-    ]
+class LineInline(ReadOnlyInline):
+    fields = ["line_number", "description", "item_code", "qty", "price", "rate", "net", "tax", "gross"]
     readonly_fields = fields
 
+    def _currency(self, line: Any) -> str:
+        return (getattr(line, "invoice", None) or line.credit_note).currency
 
-class CreditNoteLineInline(InvoiceLineInline):
+    @admin.display(description="quantity")
+    def qty(self, line: Any) -> str:
+        return number_str(line.quantity)
+
+    @admin.display(description="unit price")
+    def price(self, line: Any) -> str:
+        return price_str(line.unit_price, self._currency(line))
+
+    @admin.display(description="tax rate %")
+    def rate(self, line: Any) -> str:
+        return number_str(line.tax_rate)
+
+    @admin.display(description="subtotal")
+    def net(self, line: Any) -> str:
+        return money_str(line.subtotal, self._currency(line))
+
+    @admin.display(description="tax")
+    def tax(self, line: Any) -> str:
+        return money_str(line.tax_amount, self._currency(line))
+
+    @admin.display(description="total")
+    def gross(self, line: Any) -> str:
+        return money_str(line.total, self._currency(line))
+
+
+class InvoiceLineInline(LineInline):
+    model = InvoiceLine
+
+    def get_queryset(self, request: Any) -> Any:
+        return super().get_queryset(request).select_related("invoice")
+
+
+class CreditNoteLineInline(LineInline):
     model = CreditNoteLine
 
+    def get_queryset(self, request: Any) -> Any:
+        return super().get_queryset(request).select_related("credit_note")
 
-class CreditAllocationInline(ReadOnlyInline):
+
+class AllocationInline(ReadOnlyInline):
+    fields = ["invoice", "amount", "allocated_on"]
+    readonly_fields = fields
+
+
+class CreditAllocationInline(AllocationInline):
     model = CreditAllocation
-    fields = ["invoice", "amount", "allocated_on"]
-    readonly_fields = fields
 
 
-class PaymentAllocationInline(ReadOnlyInline):
+class PaymentAllocationInline(AllocationInline):
     model = PaymentAllocation
-    fields = ["invoice", "amount", "allocated_on"]
-    readonly_fields = fields
 
 
 @admin.register(Customer)
@@ -122,19 +160,47 @@ class CustomerAdmin(SimpleHistoryAdmin):
     search_fields = ["name", "email", "tax_number"]
 
 
-DOCUMENT_READONLY = [
-    "source_connection",
-    "raw_payload",
-    "content_hash",
-    "row_version",
-    "created_at",
-    "updated_at",
-]
+class DocumentAdmin(LineageMixin, SimpleHistoryAdmin):
+    """Synced documents are read here, not edited: corrections are overrides a second person approves."""
+
+    money_fields: tuple[str, ...] = ()
+    head_fields: list[str] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls.money_fields:
+            setattr(cls, f"{name}_display", money_column(name))
+
+    def get_fields(self, request: Any, obj: Any = None) -> list[str]:
+        return [
+            *self.head_fields,
+            *(f"{name}_display" for name in self.money_fields),
+            "lineage",
+            "source_payload",
+            "source_connection",
+            "row_version",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> list[str]:
+        return self.get_fields(request, obj)
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(LineageMixin, SimpleHistoryAdmin):
+class InvoiceAdmin(DocumentAdmin):
     object_type = "invoice"
+    money_fields = ("subtotal", "tax_total", "total", "lines_total", "amount_paid", "amount_due")
+    head_fields = ["number", "customer", "status", "currency", "issue_date", "due_date", "paid_on_date"]
     list_display = [
         "number",
         "customer",
@@ -142,8 +208,8 @@ class InvoiceAdmin(LineageMixin, SimpleHistoryAdmin):
         "due_date",
         "status",
         "currency",
-        "total",
-        "amount_due",
+        "total_display",
+        "amount_due_display",
         "source_connection",
     ]
     list_select_related = ["customer", "source_connection"]
@@ -157,46 +223,47 @@ class InvoiceAdmin(LineageMixin, SimpleHistoryAdmin):
     search_fields = ["number", "customer__name", "customer__email"]
     date_hierarchy = "issue_date"
     inlines = [InvoiceLineInline]
-    readonly_fields = ["lineage", "source_payload", *DOCUMENT_READONLY, "lines_total"]
-    exclude = ["raw_payload"]
-    autocomplete_fields = ["customer"]
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(LineageMixin, SimpleHistoryAdmin):
+class CreditNoteAdmin(DocumentAdmin):
     object_type = "credit_note"
+    money_fields = ("subtotal", "tax_total", "total", "lines_total", "remaining_credit")
+    head_fields = ["number", "customer", "status", "currency", "issue_date", "original_invoice", "memo"]
     list_display = [
         "number",
         "customer",
         "issue_date",
         "status",
         "currency",
-        "total",
-        "remaining_credit",
+        "total_display",
+        "remaining_credit_display",
         "original_invoice",
     ]
     list_select_related = ["customer", "original_invoice"]
     list_filter = ["status", "currency", "source_connection", ("issue_date", DateRangeFilterBuilder())]
     search_fields = ["number", "customer__name", "original_invoice__number"]
     inlines = [CreditNoteLineInline, CreditAllocationInline]
-    readonly_fields = ["lineage", "source_payload", *DOCUMENT_READONLY, "lines_total"]
-    exclude = ["raw_payload"]
-    autocomplete_fields = ["customer", "original_invoice"]
 
 
 @admin.register(Payment)
-class PaymentAdmin(LineageMixin, SimpleHistoryAdmin):
+class PaymentAdmin(DocumentAdmin):
     object_type = "payment"
+    money_fields = ("amount", "unapplied_amount", "fee")
+    head_fields = [
+        "reference", "customer", "status", "currency", "transaction_date", "method",
+        "processor_transaction_id", "payout_id", "memo",
+    ]  # fmt: skip
     list_display = [
         "reference",
         "customer",
         "transaction_date",
         "status",
         "currency",
-        "amount",
-        "unapplied_amount",
+        "amount_display",
+        "unapplied_amount_display",
         "method",
-        "fee",
+        "fee_display",
     ]
     list_select_related = ["customer"]
     list_filter = [
@@ -208,9 +275,6 @@ class PaymentAdmin(LineageMixin, SimpleHistoryAdmin):
     ]
     search_fields = ["reference", "processor_transaction_id", "payout_id", "customer__name"]
     inlines = [PaymentAllocationInline]
-    readonly_fields = ["lineage", "source_payload", *DOCUMENT_READONLY]
-    exclude = ["raw_payload"]
-    autocomplete_fields = ["customer"]
 
 
 @admin.register(Binding)
@@ -322,6 +386,15 @@ class SyncAttemptAdmin(admin.ModelAdmin):
 
 @admin.register(PaymentAllocation)
 class PaymentAllocationAdmin(SimpleHistoryAdmin):
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
     list_display = ["payment", "invoice", "amount", "allocated_on"]
     list_select_related = ["payment", "invoice"]
     search_fields = ["payment__reference", "invoice__number"]

@@ -8,32 +8,13 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import IO, Any
 
-from connectors.csv.parsing import currency_exponent
 from connectors.csv.reader import KNOWN_COLUMNS
 from sync.models import Binding, Invoice, ObjectType
+from sync.money import money_str, number_str, price_str
 
 INVOICE_COLUMNS = [column for column in KNOWN_COLUMNS["invoices"] if column != "item_code"] + ["item_code"]
-
-
-def _money(value: Decimal | None, currency: str) -> str:
-    if value is None:
-        return ""
-    return str(value.quantize(Decimal(1).scaleb(-currency_exponent(currency))))
-
-
-def _price(value: Decimal, currency: str) -> str:
-    """A unit price: at least the currency's minor unit, more places only when the price has them."""
-    places = max(currency_exponent(currency), -value.normalize().as_tuple().exponent)  # type: ignore[operator]
-    return str(value.quantize(Decimal(1).scaleb(-places)))
-
-
-def _plain(value: Decimal | None) -> str:
-    if value is None:
-        return ""
-    return format(value.normalize(), "f")
 
 
 def invoice_rows(invoices: Any) -> Iterator[dict[str, str]]:
@@ -52,12 +33,12 @@ def invoice_rows(invoices: Any) -> Iterator[dict[str, str]]:
                 "due_date": invoice.due_date.isoformat() if invoice.due_date else "",
                 "currency": currency,
                 "description": line.description,
-                "quantity": _plain(line.quantity),
-                "unit_price": _price(line.unit_price, currency),
-                "tax_rate": _plain(line.tax_rate),
-                "total": _money(invoice.total, currency),
+                "quantity": number_str(line.quantity),
+                "unit_price": price_str(line.unit_price, currency),
+                "tax_rate": number_str(line.tax_rate),
+                "total": money_str(invoice.total, currency),
                 "status": "open" if invoice.status == Invoice.Status.PARTIALLY_PAID else invoice.status,
-                "amount_paid": _money(invoice.amount_paid, currency),
+                "amount_paid": money_str(invoice.amount_paid, currency),
                 "external_id": source_ids.get("external_id", ""),
                 "item_code": line.item_code,
             }

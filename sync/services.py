@@ -40,6 +40,8 @@ from sync.models import (
 )
 
 ZERO = Decimal(0)
+IMPORT_REASON = "created from the source"
+UPDATE_REASON = "updated from the source"
 Record = InvoiceRecord | PaymentRecord | CreditNoteRecord
 
 
@@ -78,7 +80,7 @@ def customers_resolve(records: Iterable[CustomerRecord]) -> dict[str, Customer]:
         for key, r in wanted.items()
         if key not in found
     ]
-    for customer in bulk_create_with_history(missing, Customer):
+    for customer in bulk_create_with_history(missing, Customer, default_change_reason=IMPORT_REASON):
         found[customer.email.lower() if customer.email else f"name:{customer.name.casefold()}"] = customer
     return found
 
@@ -168,6 +170,7 @@ def _set(document: Any, values: dict[str, Any]) -> None:
     for name, value in values.items():
         setattr(document, name, value)
     document.row_version += 1
+    document._change_reason = UPDATE_REASON
     document.save()
 
 
@@ -204,6 +207,7 @@ def _invoices_write(connection: Any, records: Sequence[InvoiceRecord], result: W
             for r in new
         ],
         Invoice,
+        default_change_reason=IMPORT_REASON,
     )
     bulk_create_with_history(
         [
@@ -212,6 +216,7 @@ def _invoices_write(connection: Any, records: Sequence[InvoiceRecord], result: W
             for line in record.lines
         ],  # type: ignore[union-attr]
         InvoiceLine,
+        default_change_reason=IMPORT_REASON,
     )
     _bind(connection, ObjectType.INVOICE, list(zip(new, created, strict=True)), hashes)
     result.created += created
@@ -307,6 +312,7 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
             for r in new  # type: ignore[union-attr]
         ],
         CreditNote,
+        default_change_reason=IMPORT_REASON,
     )
     bulk_create_with_history(
         [
@@ -315,6 +321,7 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
             for line in record.lines
         ],  # type: ignore[union-attr]
         CreditNoteLine,
+        default_change_reason=IMPORT_REASON,
     )
     _bind(connection, ObjectType.CREDIT_NOTE, list(zip(new, created, strict=True)), hashes)
     documents = CreditNote.objects.in_bulk([b.object_id for _, b in [*changed, *unchanged]])
@@ -386,6 +393,7 @@ def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: W
             for r in new
         ],  # type: ignore[arg-type]
         Payment,
+        default_change_reason=IMPORT_REASON,
     )
     _bind(connection, ObjectType.PAYMENT, list(zip(new, created, strict=True)), hashes)
     pairs: list[tuple[PaymentRecord, Payment]] = list(zip(new, created, strict=True))  # type: ignore[arg-type]

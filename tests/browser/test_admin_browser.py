@@ -59,7 +59,10 @@ class RoleView:
 
 
 ROLE_VIEWS = {
-    "admin": RoleView(links=("Users", "Groups", "Invoices", "Connections"), add=("invoice", "user")),
+    # Documents come from their sources; nobody adds one by hand, not even a superuser.
+    "admin": RoleView(
+        links=("Users", "Groups", "Invoices", "Connections"), add=("user", "connection"), no_add=("invoice",)
+    ),
     "integrator": RoleView(
         links=("Connections", "Sync profiles", "Mapping sets", "Invoices", "Sync jobs"),
         no_links=("Overrides", "Users", "Groups"),
@@ -199,7 +202,7 @@ def test_exception_queue_shows_rejected_rows_with_their_raw_value(page: Page, lo
     expect(page.locator(".field-document_number .readonly")).to_have_text("NP-2026-00054")
     expect(page.locator(".field-connection .readonly")).to_contain_text(CONNECTION)
     expect(page.locator(".field-message .readonly")).to_contain_text("'31/02/2026' is not a valid date")
-    details = page.locator(".field-details .readonly")
+    details = page.locator(".field-details_pretty .readonly")
     expect(details).to_contain_text('"raw_value": "31/02/2026"')
     expect(details).to_contain_text('"column": "issue_date"')
 
