@@ -84,32 +84,37 @@ def file_import(
     records = [item for item in parsed.items if not isinstance(item, RecordProblem)]
     problems = [item for item in parsed.items if isinstance(item, RecordProblem)]
 
-    for problem in problems:
-        _record_problem(connection, job, object_type, problem, filename)
-    report.rejected_documents = len(problems)
-    report.rejected_rows = sum(len(problem.rows) or 1 for problem in problems)
-    done = len(problems)
-    if progress:
-        progress(done, len(parsed.items))
-
-    for start in range(0, len(records), PAGE_SIZE):
-        page = records[start : start + PAGE_SIZE]
-        written, failed = _write_page(connection, job, page)
-        for record in failed:
-            report.rejected_documents += 1
-            report.rejected_rows += _rows_of(record)
-        failed_ids = {id(record) for record in failed}
-        ok = [record for record in page if id(record) not in failed_ids]
-        report.imported_rows += sum(_rows_of(record) for record in ok)
-        report.created += len(written.created)
-        report.updated += len(written.updated)
-        report.unchanged += len(written.unchanged)
-        _after_write(connection, job, object_type, ok, written)
-        done += len(page)
-        SyncJob.objects.filter(pk=job.pk).update(progress_done=done)
+    try:
+        for problem in problems:
+            _record_problem(connection, job, object_type, problem, filename)
+        report.rejected_documents = len(problems)
+        report.rejected_rows = sum(len(problem.rows) or 1 for problem in problems)
+        done = len(problems)
         if progress:
             progress(done, len(parsed.items))
 
+        for start in range(0, len(records), PAGE_SIZE):
+            page = records[start : start + PAGE_SIZE]
+            written, failed = _write_page(connection, job, page)
+            for record in failed:
+                report.rejected_documents += 1
+                report.rejected_rows += _rows_of(record)
+            failed_ids = {id(record) for record in failed}
+            ok = [record for record in page if id(record) not in failed_ids]
+            report.imported_rows += sum(_rows_of(record) for record in ok)
+            report.created += len(written.created)
+            report.updated += len(written.updated)
+            report.unchanged += len(written.unchanged)
+            _after_write(connection, job, object_type, ok, written)
+            done += len(page)
+            SyncJob.objects.filter(pk=job.pk).update(progress_done=done)
+            if progress:
+                progress(done, len(parsed.items))
+
+    except BaseException as exc:
+        # Pages already written stay written (each was its own transaction); the job says where it stopped.
+        _job_failed(job, attempt, exc, report)
+        raise
     report.exceptions_opened = ReconciliationException.objects.filter(job=job).count()
     job.created, job.updated, job.skipped = report.created, report.updated, report.unchanged
     job.failed = report.rejected_documents
@@ -124,6 +129,20 @@ def file_import(
     ]
     attempt.save()
     return report
+
+
+def _job_failed(job: SyncJob, attempt: SyncAttempt, exc: BaseException, report: ImportReport) -> None:
+    now = timezone.now()
+    job.created, job.updated, job.skipped = report.created, report.updated, report.unchanged
+    job.failed = report.rejected_documents
+    job.state = SyncJob.State.FAILED
+    job.error = f"{type(exc).__name__}: {exc}"[:2000]
+    job.finished_at = now
+    job.save()
+    attempt.outcome = SyncAttempt.Outcome.FAILED
+    attempt.error = job.error
+    attempt.finished_at = now
+    attempt.save()
 
 
 def _write_page(connection: Any, job: SyncJob, page: list[Record]) -> tuple[WriteResult, list[Record]]:

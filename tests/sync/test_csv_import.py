@@ -990,6 +990,10 @@ def test_crash_while_writing_second_page_keeps_the_first_page_and_reimport_compl
     assert calls == [["INV-1", "INV-2", "INV-3"], ["INV-4", "INV-5", "INV-6"]]
     assert_whole_documents({"INV-1", "INV-2", "INV-3"})
     assert InvoiceLine.objects.count() == 6
+    crashed = SyncJob.objects.get()
+    assert (crashed.state, crashed.created) == ("failed", 3)
+    assert "worker killed" in crashed.error
+    assert crashed.attempt_set.get().outcome == "failed"
 
     monkeypatch.setattr(sync.services, "_bind", real_bind)
     code, out, _ = imp(path)
