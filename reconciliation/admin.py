@@ -38,6 +38,10 @@ class AgeFilter(admin.SimpleListFilter):
         return queryset
 
 
+# People triage these; everything else on an exception is what the check found.
+EXCEPTION_EDITABLE_FIELDS = ("severity", "state", "assignee", "tags")
+
+
 @admin.register(ReconciliationException)
 class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
     list_display = [
@@ -62,28 +66,6 @@ class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
         ("first_seen_at", DateRangeFilterBuilder()),
     ]
     search_fields = ["document_number", "=external_id", "title", "fingerprint"]
-    readonly_fields = [
-        "kind",
-        "fingerprint",
-        "title",
-        "message",
-        "connection",
-        "job",
-        "object_type",
-        "object_id",
-        "document_number",
-        "external_id",
-        "currency",
-        "amount_at_risk",
-        "amount_at_risk_base",
-        "details_pretty",
-        "occurrences",
-        "first_seen_at",
-        "last_seen_at",
-        "resolved_at",
-        "resolved_by",
-        "resolved_by_system",
-    ]
     fields = [
         "title",
         "kind",
@@ -110,6 +92,7 @@ class ReconciliationExceptionAdmin(SimpleHistoryAdmin):
         "resolved_by_system",
         "fingerprint",
     ]
+    readonly_fields = [name for name in fields if name not in EXCEPTION_EDITABLE_FIELDS]
     filter_horizontal = ["tags"]
 
     @admin.display(description="amount at risk", ordering="amount_at_risk")

@@ -159,11 +159,7 @@ def _write_page(connection: Any, job: SyncJob, page: list[Record]) -> tuple[Writ
             failed.append(record)
             _record_failure(connection, job, record, exc)
             continue
-        merged.created += single.created
-        merged.updated += single.updated
-        merged.unchanged += single.unchanged
-        merged.unmatched_allocations += single.unmatched_allocations
-        merged.unallocated_payments += single.unallocated_payments
+        merged.merge(single)
     return merged, failed
 
 

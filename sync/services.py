@@ -54,6 +54,13 @@ class WriteResult:
     unmatched_allocations: list[tuple[Record, str]] = field(default_factory=list)
     unallocated_payments: list[tuple[PaymentRecord, Payment]] = field(default_factory=list)
 
+    def merge(self, other: WriteResult) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.unmatched_allocations += other.unmatched_allocations
+        self.unallocated_payments += other.unallocated_payments
+
     @property
     def documents(self) -> list[Any]:
         return [*self.created, *self.updated, *self.unchanged]
@@ -272,6 +279,23 @@ def _credit_note_values(
     }
 
 
+def _allocations_wanted(
+    record: PaymentRecord | CreditNoteRecord,
+    invoices: dict[str, Invoice],
+    default_date: Any,
+    result: WriteResult,
+) -> dict[Invoice, tuple[Decimal, Any]]:
+    """The record's allocations to known invoices; the others are noted as unmatched on `result`."""
+    wanted = {}
+    for allocation in record.allocations:
+        invoice = invoices.get(allocation.invoice_number)
+        if invoice is None:
+            result.unmatched_allocations.append((record, allocation.invoice_number))
+        else:
+            wanted[invoice] = (allocation.amount, allocation.allocated_on or default_date)
+    return wanted
+
+
 def _allocations_replace(
     document: Any, model: type, parent_field: str, allocations: dict[Invoice, tuple[Decimal, Any]]
 ) -> None:
@@ -343,13 +367,7 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
         pairs.append((record, note))  # type: ignore[arg-type]
         result.updated.append(note)
     for record, note in pairs:
-        wanted = {}
-        for allocation in record.allocations:
-            invoice = invoices.get(allocation.invoice_number)
-            if invoice is None:
-                result.unmatched_allocations.append((record, allocation.invoice_number))
-            else:
-                wanted[invoice] = (allocation.amount, allocation.allocated_on or record.issue_date)
+        wanted = _allocations_wanted(record, invoices, record.issue_date, result)
         _allocations_replace(note, CreditAllocation, "credit_note", wanted)
     result.created += created
     result.unchanged += [documents[b.object_id] for _, b in unchanged]
@@ -406,13 +424,7 @@ def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: W
         result.updated.append(payment)
     pairs += [(r, documents[b.object_id]) for r, b in waiting]  # type: ignore[misc]
     for record, payment in pairs:
-        wanted = {}
-        for allocation in record.allocations:
-            invoice = invoices.get(allocation.invoice_number)
-            if invoice is None:
-                result.unmatched_allocations.append((record, allocation.invoice_number))
-            else:
-                wanted[invoice] = (allocation.amount, allocation.allocated_on or record.transaction_date)
+        wanted = _allocations_wanted(record, invoices, record.transaction_date, result)
         _allocations_replace(payment, PaymentAllocation, "payment", wanted)
         unapplied = record.amount - sum((amount for amount, _ in wanted.values()), ZERO)
         if unapplied != payment.unapplied_amount:
