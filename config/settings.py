@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "connectors",
     "sync",
     "reconciliation",
+    "sandbox",
 ]
 
 MIDDLEWARE = [
@@ -246,6 +247,12 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
+
+# Built-in emulators of QuickBooks Online, Xero and Stripe under /sandbox/<platform>/ (demo and tests).
+# Never turn this on in production: the sandboxes accept any client and keep fake books.
+SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", False)
+# Address the sandboxes are reached at by the connectors (the demo connections' base URLs).
+SANDBOX_BASE_URL = env.str("SANDBOX_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # Password given to demo users that `load_demo` creates (never use the demo users in production).
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="ledgerlink-demo")

@@ -15,3 +15,8 @@ ENCRYPTION_KEYS = [
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+SANDBOX_ENABLED = True
+# A file, not shared-cache memory, for the test database: threads (live server, concurrent workers) then
+# get SQLite's real locking (WAL, IMMEDIATE, busy timeout) instead of "database table is locked".
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405

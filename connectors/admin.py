@@ -4,11 +4,16 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from connectors.models import Connection
-from connectors.registry import platform_choices
+from connectors.models import Connection, HttpExchange
+from connectors.registry import connector_class, platform_choices
+from connectors.services import connection_check
 
 
 class ConnectionForm(forms.ModelForm):
@@ -41,6 +46,8 @@ class ConnectionForm(forms.ModelForm):
 @admin.register(Connection)
 class ConnectionAdmin(SimpleHistoryAdmin):
     form = ConnectionForm
+    change_form_template = "admin/connectors/connection/change_form.html"
+    actions = ["test_connection"]
     list_display = ["name", "platform", "role", "health", "last_checked_at", "updated_at"]
     list_filter = ["platform", "role", "health"]
     search_fields = ["name", "base_url"]
@@ -63,3 +70,86 @@ class ConnectionAdmin(SimpleHistoryAdmin):
         if not obj.pk or not obj.credentials:
             return "none"
         return json.dumps({key: "••••" for key in sorted(obj.credentials)})
+
+    @admin.action(description="Test connection", permissions=["change"])
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Connection]) -> None:
+        results: dict[str, list[str]] = {}
+        for connection in queryset:
+            health = connection_check(connection=connection)
+            results.setdefault(Connection.Health(health).label, []).append(connection.name)
+        for label, names in sorted(results.items()):
+            level = messages.SUCCESS if label == Connection.Health.HEALTHY.label else messages.WARNING
+            self.message_user(request, f"{len(names)} {label.lower()}: {', '.join(names)}", level)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            try:
+                uses_oauth = connector_class(obj.platform).uses_oauth
+            except KeyError:
+                uses_oauth = False
+            context["oauth_connect_url"] = (
+                reverse("connectors:oauth_start", args=[obj.pk]) if uses_oauth else ""
+            )
+            context["recent_exchanges_url"] = (
+                reverse("admin:connectors_httpexchange_changelist") + f"?connection__id__exact={obj.pk}"
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def response_change(self, request, obj):
+        if "_test_connection" in request.POST:
+            health = connection_check(connection=obj)
+            level = messages.SUCCESS if health == Connection.Health.HEALTHY else messages.WARNING
+            detail = f": {obj.last_error}" if obj.last_error else ""
+            self.message_user(request, f"{obj.name}: {Connection.Health(health).label}{detail}", level)
+            return HttpResponseRedirect(request.path)
+        return super().response_change(request, obj)
+
+
+@admin.register(HttpExchange)
+class HttpExchangeAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "connection",
+        "method",
+        "short_url",
+        "status_badge",
+        "retry",
+        "duration_ms",
+        "attempt",
+    ]
+    list_filter = ["connection", "method", "status"]
+    list_select_related = ["connection", "attempt"]
+    search_fields = ["url"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "connection",
+        "attempt",
+        "method",
+        "url",
+        "request_headers",
+        "request_body",
+        "status",
+        "response_headers",
+        "response_body",
+        "error",
+        "retry",
+        "duration_ms",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: HttpExchange | None = None) -> bool:
+        return False
+
+    @admin.display(description="URL")
+    def short_url(self, obj: HttpExchange) -> str:
+        return obj.url if len(obj.url) < 90 else obj.url[:87] + "..."
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: HttpExchange) -> str:
+        if obj.status is None:
+            return format_html('<span style="color:#b00">{}</span>', obj.error[:60] or "no answer")
+        colour = "#2c7a3f" if obj.status < 400 else "#b00"
+        return format_html('<span style="color:{}">{}</span>', colour, obj.status)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -70,6 +71,7 @@ class AllocationRecord:
     invoice_number: str
     amount: Decimal
     allocated_on: date | None = None
+    invoice_external_id: str = ""  # the invoice's id at the same platform, when the platform gives it
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,32 @@ class CreditNoteRecord:
     original_invoice_number: str = ""
     allocations: tuple[AllocationRecord, ...] = ()
     memo: str = ""
+    raw: Any = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PayoutLineRecord:
+    """One balance movement inside a payout: a charge, refund, fee or adjustment, gross, fee and net."""
+
+    external_id: str
+    kind: str  # charge, refund, payment, adjustment, fee, payout ...
+    source_id: str
+    amount: Decimal
+    fee: Decimal
+    net: Decimal
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PayoutRecord:
+    """Money a payment gateway paid out to the bank, with what it was made of (fees and net)."""
+
+    external_id: str
+    currency: str
+    amount: Decimal
+    arrival_date: date | None
+    status: str
+    lines: tuple[PayoutLineRecord, ...] = ()
     raw: Any = field(default=None, compare=False)
 
 
@@ -147,9 +175,18 @@ class ConnectorError(Exception):
 
 
 class RetryableError(ConnectorError):
+    """Try again later (429, 5xx, connection refused); `retry_after` in seconds when the platform said."""
+
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UncertainError(RetryableError):
+    """The request left and no answer came back (timeout, 5xx after a write): it may have happened.
+
+    Never retry a create blindly after this: look the document up by its reference first.
+    """
 
 
 class PermanentError(ConnectorError):
@@ -157,18 +194,32 @@ class PermanentError(ConnectorError):
 
 
 class AuthNeededError(PermanentError):
-    pass
+    """The credentials are missing, revoked or expired beyond refresh: a person must re-authorise."""
 
 
 class NotFoundError(PermanentError):
     pass
 
 
+class ConflictError(PermanentError):
+    """The remote copy changed since we last read it (stale SyncToken, ETag mismatch)."""
+
+
 class ValidationError(PermanentError):
+    """The platform refused the payload; `field` and `value` name what it refused when it said."""
+
     def __init__(self, message: str, *, field: str = "", value: Any = None) -> None:
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+class WebhookError(ConnectorError):
+    """A webhook that must not be processed; `status` is what the platform expects back."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -183,23 +234,194 @@ class RecordProblem:
     rows: tuple[int, ...] = ()
 
 
+# --- what connectors exchange with the sync engine ------------------------------------------------------
+@dataclass(frozen=True)
+class Change:
+    """One record that changed at the platform since a cursor.
+
+    `record` is the canonical record, or None when the record was deleted (`deleted=True`) or could not
+    be translated (`problem` says why: that one record is reported, the page goes on).
+    """
+
+    object_type: str
+    external_id: str
+    record: Any = None
+    deleted: bool = False
+    remote_version: str = ""
+    updated_at: datetime | None = None
+    problem: RecordProblem | None = None
+    raw: Any = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """A page of changes. Pass `next_page` back to continue; `high_water` is the newest change time seen,
+    which the caller stores as its cursor (and reads back with an overlap window) once every page is done."""
+
+    changes: list[Change]
+    next_page: str | None = None
+    high_water: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RemoteRef:
+    """What a write left at the platform: its id, number, version (SyncToken, ETag) and the raw answer."""
+
+    external_id: str
+    number: str = ""
+    remote_version: str = ""
+    status: str = ""
+    raw: Any = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class PushContext:
+    """Destination-side values the mapping resolved for one document (all ids are the destination's).
+
+    `reference` is the deterministic reference written into the document (DocNumber, Reference, metadata)
+    so that a lookup can find it after a crash; `lines` holds one mapping per canonical line with the keys
+    `account`, `tax_code` and `item` where the platform needs them.
+    """
+
+    reference: str = ""
+    number: str = ""
+    customer_id: str = ""
+    lines: tuple[dict[str, str], ...] = ()
+    deposit_account: str = ""
+    invoice_ids: dict[str, str] = field(default_factory=dict)  # canonical invoice number -> destination id
+    credit_note_ids: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One "something changed" notice; the record itself is re-fetched, never trusted from the body."""
+
+    event_id: str
+    object_type: str  # canonical object type ("invoice", ...) or the platform's name when unmapped
+    external_id: str
+    action: str  # created, updated, deleted, voided, paid ...
+    occurred_at: datetime | None = None
+    account: str = ""  # realm, tenant or account the event is about
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    events: list[WebhookEvent]
+    # set when the request is a handshake that needs a particular answer (status, body, content type)
+    response: tuple[int, bytes, str] | None = None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A documented limit: at most `limit` requests per `period` seconds (or in flight, when concurrent)."""
+
+    name: str
+    limit: int
+    period: float = 0.0
+    concurrent: bool = False
+
+
+@dataclass(frozen=True)
+class OAuthConfig:
+    authorize_url: str
+    token_url: str
+    scopes: tuple[str, ...]
+    # query parameters of the callback to keep in Connection.options, e.g. QuickBooks' realmId
+    callback_params: tuple[str, ...] = ()
+    token_endpoint_auth_method: str = "client_secret_basic"
+    extra_authorize_params: dict[str, str] = field(default_factory=dict)
+
+
+OBJECT_TYPES = ("customer", "invoice", "payment", "credit_note", "payout")
+OPERATIONS = ("read", "list_changes", "create", "update", "void", "delete", "record_payment", "webhook")
+
+
 # --- the contract -------------------------------------------------------------------------------------
 class Connector:
-    """Base class: one subclass per platform, registered in connectors.registry.PLATFORMS."""
+    """Base class: one subclass per platform, registered in connectors.registry.PLATFORMS.
+
+    The contract is a handful of methods; a connector implements those its `capabilities` table lists
+    and the contract test (tests/connectors/test_contract.py) holds every registered connector to it.
+    `parse` and `render` are pure (no HTTP): `connector_preview` and dry runs use them.
+    """
 
     platform: ClassVar[str]
     label: ClassVar[str]
-    # object type -> operations supported, e.g. {"invoice": {"read", "create"}}
+    # object type -> operations supported, e.g. {"invoice": frozenset({"read", "create"})}
     capabilities: ClassVar[dict[str, frozenset[str]]]
     uses_oauth: ClassVar[bool] = False
+    oauth: ClassVar[OAuthConfig | None] = None
+    default_base_url: ClassVar[str] = ""
+    # documented limits, applied per connection and shared by every worker (connectors.ratelimit)
+    rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
 
+    @classmethod
+    def supports(cls, object_type: str, operation: str) -> bool:
+        return operation in cls.capabilities.get(object_type, frozenset())
+
+    def after_authorisation(self) -> None:
+        """Called after an OAuth consent stored new tokens (Xero reads its tenant id here)."""
+
+    # pure translation
+    @classmethod
+    def parse(cls, object_type: str, raw: dict[str, Any]) -> Any:
+        """One platform record (as its API returns it) -> canonical record. Raises ValidationError."""
+        raise NotImplementedError
+
+    @classmethod
+    def render(cls, object_type: str, record: Any, context: PushContext) -> dict[str, Any]:
+        """Canonical record -> the exact payload a create would send."""
+        raise NotImplementedError
+
+    # HTTP
     def check_credentials(self) -> None:
         """Raise AuthNeededError or another ConnectorError when the connection cannot be used."""
         raise NotImplementedError
 
-    @classmethod
-    def supports(cls, object_type: str, operation: str) -> bool:
-        return operation in cls.capabilities.get(object_type, frozenset())
+    def list_changes(
+        self, object_type: str, *, since: datetime | None, page: str | None = None
+    ) -> ChangePage:
+        """Records of `object_type` changed at or after `since` (None: everything), one page at a time."""
+        raise NotImplementedError
+
+    def fetch(self, object_type: str, external_id: str) -> Change:
+        """The current state of one record (NotFoundError when it does not exist)."""
+        raise NotImplementedError
+
+    def find_by_reference(self, object_type: str, reference: str) -> RemoteRef | None:
+        """Look a document up by the deterministic reference a create wrote into it (None: not there)."""
+        raise NotImplementedError
+
+    def create(self, object_type: str, payload: dict[str, Any], *, idempotency_key: str) -> RemoteRef:
+        raise NotImplementedError
+
+    def update(
+        self,
+        object_type: str,
+        external_id: str,
+        payload: dict[str, Any],
+        *,
+        remote_version: str,
+        idempotency_key: str,
+    ) -> RemoteRef:
+        """Change a record written earlier; ConflictError when `remote_version` is no longer current."""
+        raise NotImplementedError
+
+    def void(
+        self, object_type: str, external_id: str, *, remote_version: str, idempotency_key: str
+    ) -> RemoteRef:
+        raise NotImplementedError
+
+    def record_payment(
+        self, payment: PaymentRecord, context: PushContext, *, idempotency_key: str
+    ) -> RemoteRef:
+        """Apply a payment to invoices at the platform (context.invoice_ids gives their ids there)."""
+        raise NotImplementedError
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
+        """Check the signature on the raw body and list what changed; WebhookError when it must be refused."""
+        raise NotImplementedError

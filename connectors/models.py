@@ -65,3 +65,41 @@ class Connection(models.Model):
 
     def connector(self) -> Any:
         return connector_class(self.platform)(self)
+
+
+class HttpExchange(models.Model):
+    """One request and its answer (or failure), secrets redacted, against the sync attempt that made it."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="exchanges")
+    attempt = models.ForeignKey(
+        "sync.SyncAttempt", null=True, blank=True, on_delete=models.CASCADE, related_name="exchanges"
+    )
+    method = models.CharField(max_length=10)
+    url = models.TextField()
+    request_headers = models.JSONField(default=dict, blank=True)
+    request_body = models.TextField(blank=True)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    retry = models.PositiveSmallIntegerField(default=0, help_text="0 for the first try of a request.")
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "HTTP exchange"
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url} -> {self.status or self.error[:40]}"
+
+
+class RateLimitState(models.Model):
+    """Shared rate-limiter state for one key when no Redis is configured (see connectors.ratelimit)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key

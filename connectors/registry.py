@@ -8,6 +8,9 @@ from connectors.base import Connector
 
 PLATFORMS: dict[str, str] = {
     "csv": "connectors.csv.connector.CsvConnector",
+    "quickbooks": "connectors.quickbooks.connector.QuickBooksConnector",
+    "stripe": "connectors.stripe.connector.StripeConnector",
+    "xero": "connectors.xero.connector.XeroConnector",
 }
 
 

@@ -46,6 +46,22 @@ class ConnectionFactory(factory.django.DjangoModelFactory):
     platform = "csv"
 
 
+class SyncJobFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SyncJob
+
+    kind = "pull"
+    connection = factory.SubFactory(ConnectionFactory)
+
+
+class SyncAttemptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SyncAttempt
+
+    job = factory.SubFactory(SyncJobFactory)
+    number = 1
+
+
 class CustomerFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Customer
