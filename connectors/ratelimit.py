@@ -142,7 +142,8 @@ class RateLimiter:
         while True:
             now = self.clock()
             wait = self.store.update(
-                self.key, lambda state, now=now: admit(state, self.limits, now=now, token=token, lease=self.lease)
+                self.key,
+                lambda state, now=now: admit(state, self.limits, now=now, token=token, lease=self.lease),
             )
             if wait <= 0:
                 return token
