@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 BIND ?= 127.0.0.1:8000
+# the demo runs with the built-in sandbox platforms, reached at the address the server listens on
+run demo: export SANDBOX_ENABLED ?= 1
+run demo: export SANDBOX_BASE_URL ?= http://$(BIND)
 
 .PHONY: run test lint bench install install-dev migrate demo lock clean
 

@@ -197,6 +197,18 @@ def _issue(
     return value
 
 
+def tokens_issue(platform: str, account: str, client_id: str) -> dict[str, Any]:
+    """A token pair as the token endpoint would return it (the demo connects without a browser)."""
+    seconds = getattr(platform_module(platform), "ACCESS_TOKEN_SECONDS", 3600)
+    return {
+        "token_type": "bearer",
+        "access_token": _issue(platform, account, SandboxToken.Kind.ACCESS, client_id, seconds),
+        "refresh_token": _issue(platform, account, SandboxToken.Kind.REFRESH, client_id, REFRESH_TOKEN_DAYS * 86400),
+        "expires_in": seconds,
+        "expires_at": int(time.time()) + seconds,
+    }
+
+
 def _client_credentials(request: HttpRequest) -> tuple[str, str]:
     import base64
 

@@ -9,8 +9,9 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from connectors.models import Connection
+from connectors.models import Connection, HttpExchange
 from reconciliation.models import Override, ReconciliationException, Tag
+from sandbox.models import SandboxFault, SandboxHit, SandboxRecord
 from sync.models import (
     Binding,
     CreditAllocation,
@@ -143,7 +144,15 @@ def populate(count: int) -> None:
             name=f"Profile {invoice.pk}", source=connection, destination=connection, mapping_set=mapping
         )
         job = SyncJob.objects.create(kind="import", connection=connection, profile=profile)
-        SyncAttempt.objects.create(job=job, number=1)
+        attempt = SyncAttempt.objects.create(job=job, number=1)
+        HttpExchange.objects.create(
+            connection=connection, attempt=attempt, method="GET", url="https://api.example.com/x", status=200
+        )
+        SandboxRecord.objects.create(
+            platform="xero", account="t", kind="invoice", record_id=str(invoice.pk), updated_at=timezone.now()
+        )
+        SandboxFault.objects.create(platform="xero", kind="latency", delay_ms=index)
+        SandboxHit.objects.create(platform="xero", method="GET", path="x", status=200, at=0)
         exception = ReconciliationException.objects.create(
             kind="invalid_input",
             fingerprint=f"fp-{invoice.pk}",

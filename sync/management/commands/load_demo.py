@@ -61,6 +61,14 @@ class Command(BaseCommand):
         if connection.options.get("demo_files") != loaded:
             connection.options = {**connection.options, "demo_files": loaded}
             connection.save()
+        if settings.SANDBOX_ENABLED:
+            from sandbox.demo import demo_connections
+
+            for sandbox_connection, seeded in demo_connections(settings.SANDBOX_BASE_URL):
+                state = "seeded with demo data" if seeded else "already there"
+                self.stdout.write(f"{sandbox_connection.name}: {state}")
+        else:
+            self.stdout.write("sandbox platforms are off (SANDBOX_ENABLED): no sandbox connections")
         if not options["no_users"]:
             password = options["password"] or settings.DEMO_PASSWORD
             self._users(password)

@@ -32,6 +32,9 @@ class Command(BaseCommand):
                     bind,
                     "--workers",
                     str(options["web_workers"]),
+                    # threads, so a request that calls the built-in sandbox on this same server is answered
+                    "--threads",
+                    "4",
                     "--access-logfile",
                     "-",
                 ]
