@@ -416,6 +416,12 @@ class Connector:
     ) -> RemoteRef:
         raise NotImplementedError
 
+    def delete(
+        self, object_type: str, external_id: str, *, remote_version: str, idempotency_key: str
+    ) -> RemoteRef:
+        """Remove a record where the platform allows it (drafts, unposted documents)."""
+        raise NotImplementedError
+
     def record_payment(
         self, payment: PaymentRecord, context: PushContext, *, idempotency_key: str
     ) -> RemoteRef:

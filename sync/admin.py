@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from rangefilter.filters import DateRangeFilterBuilder
 from simple_history.admin import SimpleHistoryAdmin
 
+from connectors.models import HttpExchange
 from sync.models import (
     Binding,
     CreditAllocation,
@@ -372,6 +373,30 @@ class SyncJobAdmin(admin.ModelAdmin):
         return False
 
 
+class HttpExchangeInline(admin.TabularInline):
+    """The attempt's requests and answers, secrets already redacted when they were stored."""
+
+    model = HttpExchange
+    fields = [
+        "created_at",
+        "method",
+        "url",
+        "status",
+        "retry",
+        "duration_ms",
+        "error",
+        "request_body",
+        "response_body",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(SyncAttempt)
 class SyncAttemptAdmin(admin.ModelAdmin):
     list_display = ["__str__", "job", "outcome", "started_at", "finished_at"]
@@ -379,6 +404,7 @@ class SyncAttemptAdmin(admin.ModelAdmin):
     list_filter = ["outcome"]
     search_fields = ["=job__id", "error"]
     readonly_fields = [f.name for f in SyncAttempt._meta.fields]
+    inlines = [HttpExchangeInline]
 
     def has_add_permission(self, request: Any) -> bool:
         return False
