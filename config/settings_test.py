@@ -1,5 +1,7 @@
 """Test settings: the real settings with fast hashing, plain static storage and in-process jobs."""
 
+import os
+
 from config.settings import *  # noqa: F403
 from config.settings import Q_CLUSTER, STORAGES
 
@@ -19,4 +21,5 @@ SANDBOX_ENABLED = True
 # A file, not shared-cache memory, for the test database: threads (live server, concurrent workers) then
 # get SQLite's real locking (WAL, IMMEDIATE, busy timeout) instead of "database table is locked".
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}  # noqa: F405
+    # one file per run, so two runs side by side do not share it (pytest-django removes it afterwards)
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}  # noqa: F405

@@ -334,7 +334,18 @@ class OAuthConfig:
 
 
 OBJECT_TYPES = ("customer", "invoice", "payment", "credit_note", "payout")
-OPERATIONS = ("read", "list_changes", "create", "update", "void", "delete", "record_payment", "webhook")
+OPERATIONS = (
+    "read",
+    "list_changes",
+    "create",
+    "update",
+    "void",
+    "delete",
+    "record_payment",
+    "webhook",
+    "import_file",  # documents come in as files (CSV)
+    "export_file",
+)
 
 
 # --- the contract -------------------------------------------------------------------------------------

@@ -103,3 +103,14 @@ class RateLimitState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Lease(models.Model):
+    """A named lock with an expiry, for work that must not run twice at once (see connectors.locks)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    holder = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key} held by {self.holder} until {self.expires_at:%H:%M:%S}"

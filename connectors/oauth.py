@@ -6,10 +6,10 @@ Credentials of an OAuth connection (encrypted at rest):
 The callback's extra parameters (QuickBooks `realmId`) and what the connector learns after consent (Xero
 tenant id) go to `Connection.options`, where people can see them.
 
-Refresh happens once at a time per connection: under a row lock the token is read again, and if another
-worker refreshed it meanwhile, that token is used. The rotated refresh token is saved in the same
-transaction as the new access token, so a crash can never leave the old (now dead) refresh token behind
-with a new access token or the reverse.
+Refresh happens once at a time per connection: under a lease (connectors.locks) the token is read
+again, and if another worker refreshed it meanwhile, that token is used. The rotated refresh token is
+saved in the same transaction, under the connection's row lock, as the new access token, so the stored
+pair is always one the provider issued together.
 
 Endpoints default to the platform's (`Connector.oauth`); `options["oauth_authorize_url"]` and
 `options["oauth_token_url"]` point a connection elsewhere (the platform's sandbox environment).
@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from connectors.base import AuthNeededError, OAuthConfig, RetryableError
 from connectors.http import HttpClient
+from connectors.locks import lease
 from connectors.recording import exchange_record
 
 REFRESH_MARGIN = 120  # seconds before expiry at which a token counts as expired
@@ -138,15 +139,16 @@ def access_token(connection: Any) -> str:
 
 
 def token_refresh(connection: Any, *, rejected: str | None = None) -> dict[str, Any]:
-    """A usable token, refreshing it if needed; once at a time per connection (row lock).
+    """A usable token, refreshing it if needed; once at a time per connection.
 
     `rejected` is an access token the platform just refused: it is refreshed even if it looks fresh,
-    unless another worker has already replaced it.
+    unless another worker has already replaced it. The refresh runs under a lease on the connection, with
+    the token read again inside it; the HTTP call holds no database transaction, and the new access token
+    and the rotated refresh token are then saved together under the connection's row lock.
     """
-    failure: AuthNeededError | None = None
-    with transaction.atomic():
-        locked = type(connection).objects.select_for_update().get(pk=connection.pk)
-        credentials = dict(locked.credentials or {})
+    model = type(connection)
+    with lease(f"oauth-refresh:{connection.pk}", ttl=60, wait=45):
+        credentials = dict(model.objects.get(pk=connection.pk).credentials or {})
         token = credentials.get("token") or {}
         if _fresh(token) and token.get("access_token") != rejected:
             connection.credentials = credentials
@@ -154,31 +156,35 @@ def token_refresh(connection: Any, *, rejected: str | None = None) -> dict[str, 
         if not token.get("refresh_token"):
             failure = AuthNeededError(f"connection {connection.name!r} is not authorised: use Connect")
         else:
-            _, token_url = _endpoints(locked)
+            _, token_url = _endpoints(connection)
             try:
-                new = _session(locked).refresh_token(
+                new = _session(connection).refresh_token(
                     token_url, refresh_token=token["refresh_token"], timeout=TIMEOUT
                 )
             except OAuthError as exc:
-                _record(locked, token_url, 400, f"{exc.error}: {exc.description}")
+                _record(connection, token_url, 400, f"{exc.error}: {exc.description}")
                 failure = AuthNeededError(f"the refresh token was refused ({exc.error}): use Connect again")
             except requests.RequestException as exc:
-                _record(locked, token_url, None, str(exc))
+                _record(connection, token_url, None, str(exc))
                 raise RetryableError(f"could not reach the token endpoint: {exc}") from exc
             else:
-                _record(locked, token_url, 200)
+                _record(connection, token_url, 200)
                 token = {**_stamp(new), "refresh_token": new.get("refresh_token") or token["refresh_token"]}
-                credentials["token"] = token
-                locked.credentials = credentials
-                locked.skip_history_when_saving = True  # a refresh is not a configuration change
-                locked.save(update_fields=["credentials", "updated_at"])
-                connection.credentials = credentials
+                with transaction.atomic():
+                    locked = model.objects.select_for_update().get(pk=connection.pk)
+                    locked.credentials = {**(locked.credentials or {}), "token": token}
+                    locked.skip_history_when_saving = True  # a refresh is not a configuration change
+                    locked.save(update_fields=["credentials", "updated_at"])
+                connection.credentials = locked.credentials
                 return token
-        locked.health = locked.Health.NEEDS_REAUTH
-        locked.last_error = str(failure)
-        locked.last_checked_at = timezone.now()
-        locked.save(update_fields=["health", "last_error", "last_checked_at", "updated_at"])
+        with transaction.atomic():
+            locked = model.objects.select_for_update().get(pk=connection.pk)
+            locked.health = locked.Health.NEEDS_REAUTH
+            locked.last_error = str(failure)
+            locked.last_checked_at = timezone.now()
+            locked.save(update_fields=["health", "last_error", "last_checked_at", "updated_at"])
     connection.health = connection.Health.NEEDS_REAUTH
+    connection.last_error = str(failure)
     raise failure
 
 

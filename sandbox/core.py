@@ -203,7 +203,9 @@ def tokens_issue(platform: str, account: str, client_id: str) -> dict[str, Any]:
     return {
         "token_type": "bearer",
         "access_token": _issue(platform, account, SandboxToken.Kind.ACCESS, client_id, seconds),
-        "refresh_token": _issue(platform, account, SandboxToken.Kind.REFRESH, client_id, REFRESH_TOKEN_DAYS * 86400),
+        "refresh_token": _issue(
+            platform, account, SandboxToken.Kind.REFRESH, client_id, REFRESH_TOKEN_DAYS * 86400
+        ),
         "expires_in": seconds,
         "expires_at": int(time.time()) + seconds,
     }

@@ -59,7 +59,7 @@ def demo_connections(base_url: str) -> list[tuple[Connection, bool]]:
     made = []
     for spec in specs:
         with transaction.atomic():
-            connection, created = Connection.objects.get_or_create(
+            connection, _ = Connection.objects.get_or_create(
                 name=spec["name"],
                 defaults={"platform": spec["platform"], "role": spec["role"], "base_url": spec["base_url"]},
             )

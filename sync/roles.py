@@ -18,7 +18,12 @@ _DOCUMENTS = [
     "sync.creditnoteline",
     "sync.creditallocation",
 ]
-_JOBS_READ = ["sync.view_syncjob", "sync.view_syncattempt", "sync.view_binding", "connectors.view_httpexchange"]
+_JOBS_READ = [
+    "sync.view_syncjob",
+    "sync.view_syncattempt",
+    "sync.view_binding",
+    "connectors.view_httpexchange",
+]
 
 _FINANCE = [
     *[f"{model.replace('.', '.view_')}" for model in _DOCUMENTS],
@@ -73,6 +78,6 @@ def apply_roles(apps: Any, schema_editor: Any = None) -> None:
             try:
                 apps.get_model(app_label, codename.split("_", 1)[1])
             except LookupError:
-                continue  # an early migration: the model comes later, and a later migration applies the roles again
+                continue  # an early migration: the model comes later, and applies the roles again
             wanted.append(permission_model.objects.get(content_type__app_label=app_label, codename=codename))
         group.permissions.set(wanted)

@@ -15,10 +15,10 @@ class CsvConnector(Connector):
     platform = "csv"
     label = "CSV file"
     capabilities = {
-        "customer": frozenset({"read"}),
-        "invoice": frozenset({"read", "export"}),
-        "payment": frozenset({"read"}),
-        "credit_note": frozenset({"read"}),
+        "customer": frozenset({"import_file"}),
+        "invoice": frozenset({"import_file", "export_file"}),
+        "payment": frozenset({"import_file"}),
+        "credit_note": frozenset({"import_file"}),
     }
 
     def check_credentials(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,19 +29,24 @@ METHODS = {
     "delete": ("delete",),
     "record_payment": ("record_payment",),
     "webhook": ("verify_webhook",),
+    "import_file": ("parse_file",),
+    "export_file": (),
 }
 REMOTE = [slug for slug in sorted(PLATFORMS) if slug != "csv"]
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
 def overrides(cls: type[Connector], name: str) -> bool:
-    return getattr(cls, name).__qualname__.split(".")[0] != "Connector"
+    method = getattr(cls, name, None)
+    return method is not None and method.__qualname__.split(".")[0] != "Connector"
 
 
 @pytest.mark.parametrize("slug", sorted(PLATFORMS))
@@ -95,9 +102,7 @@ def test_any_json_either_parses_or_is_refused_with_a_connector_error(slug, objec
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.dictionaries(st.text(max_size=15), json_values, max_size=8))
     def check(raw):
-        try:
+        with contextlib.suppress(ConnectorError):
             cls.parse(object_type, raw)
-        except ConnectorError:
-            pass
 
     check()

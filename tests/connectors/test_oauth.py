@@ -126,7 +126,7 @@ def test_two_workers_with_an_expired_token_refresh_it_once(qbo):
 
     assert not errors, errors
     assert len(set(tokens)) == 1
-    # exactly one refresh reached the provider; a second would have been refused (refresh tokens are single-use)
+    # one refresh reached the provider; a second would have been refused (refresh tokens are single-use)
     assert SandboxToken.objects.filter(kind="refresh", used=True).count() == 1
     qbo.refresh_from_db()
     rotated = qbo.credentials["token"]["refresh_token"]
