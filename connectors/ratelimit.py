@@ -26,6 +26,7 @@ from django.db import transaction
 from connectors.base import RateLimit, RetryableError
 
 BUCKETS_PER_PERIOD = 60
+CONCURRENCY_POLL = 0.05  # seconds between looks for a free concurrency slot
 
 
 def admit(
@@ -44,7 +45,8 @@ def admit(
     for limit in limits:
         if limit.concurrent:
             if len(inflight) >= limit.limit:
-                wait = max(wait, min(inflight.values()) - now, 0.05)
+                # slots free up as requests finish (or their lease runs out): look again shortly
+                wait = max(wait, min(CONCURRENCY_POLL, min(inflight.values()) - now))
             continue
         width = limit.period / min(BUCKETS_PER_PERIOD, max(limit.limit, 1))
         current = math.floor(now / width)
