@@ -41,7 +41,10 @@ def test_workers_sharing_a_connection_never_exceed_the_platform_limit(live_serve
     monkeypatch.setattr(QuickBooksClient, "rate_limits", limits)
     core.seed("quickbooks", REALM)
     connection = _oauth_connection(
-        "quickbooks", REALM, f"{live_server.url}/sandbox/quickbooks/v3", {"realmId": REALM, "home_currency": "GBP"}
+        "quickbooks",
+        REALM,
+        f"{live_server.url}/sandbox/quickbooks/v3",
+        {"realmId": REALM, "home_currency": "GBP"},
     )
     errors: list[BaseException] = []
 
