@@ -9,6 +9,8 @@ The state lives in Redis when `REDIS_URL` is set (under a Redis lock) and otherw
 a row lock), so two gunicorn workers and four qcluster workers see the same counts. Requests are counted
 in buckets of 1/60th of each period and a request is admitted only if the buckets that could overlap the
 last period hold fewer than the limit: conservative, so no sliding window ever holds more than the limit.
+Each period is also counted 5% + 50 ms longer, so uneven latency on the way to the platform cannot push
+one request too many into the platform's own window.
 """
 
 from __future__ import annotations
@@ -26,15 +28,26 @@ from django.db import transaction
 from connectors.base import RateLimit, RetryableError
 
 BUCKETS_PER_PERIOD = 60
+# Requests reach the platform a little after they are admitted, and not all equally late: each period is
+# counted this much longer so that uneven latency cannot squeeze one more request into the platform's window.
+GUARD_FACTOR = 1.05
+GUARD_SECONDS = 0.05
 CONCURRENCY_POLL = 0.05  # seconds between looks for a free concurrency slot
 
 
 def admit(
-    state: dict[str, Any], limits: Sequence[RateLimit], *, now: float, token: str, lease: float
+    state: dict[str, Any],
+    limits: Sequence[RateLimit],
+    *,
+    now: float,
+    token: str,
+    lease: float,
+    guard: bool = True,
 ) -> tuple[float, dict[str, Any]]:
     """Admit one request at `now`: (0, new state) when it may go, else (seconds to wait, pruned state).
 
-    Pure: the stores call it under their lock.
+    Pure: the stores call it under their lock. `guard=False` counts the exact periods (what a platform
+    enforcing its own limit does).
     """
     buckets: dict[str, dict[str, int]] = state.get("buckets", {})
     inflight: dict[str, float] = {t: exp for t, exp in state.get("inflight", {}).items() if exp > now}
@@ -42,6 +55,8 @@ def admit(
     new_state: dict[str, Any] = {"buckets": {}, "inflight": inflight, "blocked_until": blocked_until}
     wait = max(0.0, blocked_until - now)
 
+    if guard:
+        limits = tuple(_guarded(limit) for limit in limits)
     for limit in limits:
         if limit.concurrent:
             if len(inflight) >= limit.limit:
@@ -77,6 +92,12 @@ def admit(
         name: {str(i): n for i, n in kept.items()} for name, kept in new_state["buckets"].items()
     }
     return 0.0, new_state
+
+
+def _guarded(limit: RateLimit) -> RateLimit:
+    if limit.concurrent:
+        return limit
+    return RateLimit(limit.name, limit.limit, limit.period * GUARD_FACTOR + GUARD_SECONDS)
 
 
 class DatabaseStore:

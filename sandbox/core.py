@@ -353,11 +353,11 @@ def _limits_admit(
     result: dict[str, Any] = {}
 
     def change(state: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        wait, new_state = admit(state, limits, now=now, token=token, lease=60)
+        wait, new_state = admit(state, limits, now=now, token=token, lease=60, guard=False)
         if wait > 0:
             # which limit refused: the first one that is full
             for limit in limits:
-                one_wait, _ = admit(state, (limit,), now=now, token=token, lease=60)
+                one_wait, _ = admit(state, (limit,), now=now, token=token, lease=60, guard=False)
                 if one_wait > 0:
                     result["limit"] = limit
                     break
