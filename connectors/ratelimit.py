@@ -9,7 +9,7 @@ The state lives in Redis when `REDIS_URL` is set (under a Redis lock) and otherw
 a row lock), so two gunicorn workers and four qcluster workers see the same counts. Requests are counted
 in buckets of 1/60th of each period and a request is admitted only if the buckets that could overlap the
 last period hold fewer than the limit: conservative, so no sliding window ever holds more than the limit.
-Each period is also counted 5% + 50 ms longer, so uneven latency on the way to the platform cannot push
+Each period is also counted 5% + 100 ms longer, so uneven latency on the way to the platform cannot push
 one request too many into the platform's own window.
 """
 
@@ -31,7 +31,7 @@ BUCKETS_PER_PERIOD = 60
 # Requests reach the platform a little after they are admitted, and not all equally late: each period is
 # counted this much longer so that uneven latency cannot squeeze one more request into the platform's window.
 GUARD_FACTOR = 1.05
-GUARD_SECONDS = 0.05
+GUARD_SECONDS = 0.1
 CONCURRENCY_POLL = 0.05  # seconds between looks for a free concurrency slot
 
 
@@ -43,11 +43,13 @@ def admit(
     token: str,
     lease: float,
     guard: bool = True,
+    resolution: int = BUCKETS_PER_PERIOD,
 ) -> tuple[float, dict[str, Any]]:
     """Admit one request at `now`: (0, new state) when it may go, else (seconds to wait, pruned state).
 
     Pure: the stores call it under their lock. `guard=False` counts the exact periods (what a platform
-    enforcing its own limit does).
+    enforcing its own limit does); a higher `resolution` (buckets per period) counts closer to an exact
+    sliding window.
     """
     buckets: dict[str, dict[str, int]] = state.get("buckets", {})
     inflight: dict[str, float] = {t: exp for t, exp in state.get("inflight", {}).items() if exp > now}
@@ -63,7 +65,7 @@ def admit(
                 # slots free up as requests finish (or their lease runs out): look again shortly
                 wait = max(wait, min(CONCURRENCY_POLL, min(inflight.values()) - now))
             continue
-        width = limit.period / min(BUCKETS_PER_PERIOD, max(limit.limit, 1))
+        width = limit.period / resolution
         current = math.floor(now / width)
         oldest = current - math.ceil(limit.period / width)  # the bucket the window's start falls in
         kept = {int(i): n for i, n in buckets.get(limit.name, {}).items() if int(i) >= oldest}
@@ -84,7 +86,7 @@ def admit(
         if limit.concurrent:
             inflight[token] = now + lease
             continue
-        width = limit.period / min(BUCKETS_PER_PERIOD, max(limit.limit, 1))
+        width = limit.period / resolution
         current = math.floor(now / width)
         kept = new_state["buckets"][limit.name]
         kept[current] = kept.get(current, 0) + 1

@@ -47,6 +47,7 @@ PLATFORMS: dict[str, str] = {
     "xero": "sandbox.xero",
 }
 CODE_SECONDS = 600
+SANDBOX_RESOLUTION = 1000  # the platform counts its own window close to exactly
 REFRESH_TOKEN_DAYS = 100
 
 
@@ -353,11 +354,21 @@ def _limits_admit(
     result: dict[str, Any] = {}
 
     def change(state: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        wait, new_state = admit(state, limits, now=now, token=token, lease=60, guard=False)
+        wait, new_state = admit(
+            state, limits, now=now, token=token, lease=60, guard=False, resolution=SANDBOX_RESOLUTION
+        )
         if wait > 0:
             # which limit refused: the first one that is full
             for limit in limits:
-                one_wait, _ = admit(state, (limit,), now=now, token=token, lease=60, guard=False)
+                one_wait, _ = admit(
+                    state,
+                    (limit,),
+                    now=now,
+                    token=token,
+                    lease=60,
+                    guard=False,
+                    resolution=SANDBOX_RESOLUTION,
+                )
                 if one_wait > 0:
                     result["limit"] = limit
                     break
