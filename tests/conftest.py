@@ -38,3 +38,26 @@ def run_import(path, *args: str) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else 1
         return code, out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_limits():
+    """Rate-limit and lease state in Redis outlives a test's database; start each test without it."""
+    from django.conf import settings
+
+    if not getattr(settings, "REDIS_URL", ""):
+        yield
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def clear() -> None:
+        for pattern in ("ledgerlink:ratelimit:*", "ledgerlink:lease:*"):
+            keys = list(client.scan_iter(match=pattern, count=500))
+            if keys:
+                client.delete(*keys)
+
+    clear()
+    yield
+    clear()
