@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from connectors.csv.parsing import currency_exponent
+from connectors.money import currency_exponent
 
 
 def money_str(value: Decimal | None, currency: str) -> str:
