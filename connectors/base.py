@@ -366,6 +366,14 @@ class Connector:
     default_base_url: ClassVar[str] = ""
     # documented limits, applied per connection and shared by every worker (connectors.ratelimit)
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
+    # What the sync engine's mapping needs to know of a destination:
+    # per-line keys of PushContext.lines -> "required", "taxed" (required on a line with a tax rate) or
+    # "optional"; canonical reference kind (account, tax_code, item) -> the name reference_data() takes;
+    # the reference_data() field that mappings store; and whether customers are found by name.
+    line_mapping: ClassVar[dict[str, str]] = {}
+    reference_kinds: ClassVar[dict[str, str]] = {}
+    reference_key: ClassVar[str] = "id"
+    customer_reference_is_name: ClassVar[bool] = False
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection

@@ -86,7 +86,7 @@ def file_import(
 
     try:
         for problem in problems:
-            _record_problem(connection, job, object_type, problem, filename)
+            problem_record(connection, job, object_type, problem, filename)
         report.rejected_documents = len(problems)
         report.rejected_rows = sum(len(problem.rows) or 1 for problem in problems)
         done = len(problems)
@@ -95,7 +95,7 @@ def file_import(
 
         for start in range(0, len(records), PAGE_SIZE):
             page = records[start : start + PAGE_SIZE]
-            written, failed = _write_page(connection, job, page)
+            written, failed = page_write(connection, job, page)
             for record in failed:
                 report.rejected_documents += 1
                 report.rejected_rows += _rows_of(record)
@@ -105,7 +105,7 @@ def file_import(
             report.created += len(written.created)
             report.updated += len(written.updated)
             report.unchanged += len(written.unchanged)
-            _after_write(connection, job, object_type, ok, written)
+            after_write(connection, job, object_type, ok, written)
             done += len(page)
             SyncJob.objects.filter(pk=job.pk).update(progress_done=done)
             if progress:
@@ -145,7 +145,7 @@ def _job_failed(job: SyncJob, attempt: SyncAttempt, exc: BaseException, report: 
     attempt.save()
 
 
-def _write_page(connection: Any, job: SyncJob, page: list[Record]) -> tuple[WriteResult, list[Record]]:
+def page_write(connection: Any, job: SyncJob, page: list[Record]) -> tuple[WriteResult, list[Record]]:
     """Write a page at once; if that fails, one by one, turning each failure into an exception."""
     try:
         return records_write(connection=connection, records=page), []
@@ -157,13 +157,13 @@ def _write_page(connection: Any, job: SyncJob, page: list[Record]) -> tuple[Writ
             single = records_write(connection=connection, records=[record])
         except DatabaseError as exc:
             failed.append(record)
-            _record_failure(connection, job, record, exc)
+            failure_record(connection, job, record, exc)
             continue
         merged.merge(single)
     return merged, failed
 
 
-def _record_problem(
+def problem_record(
     connection: Any, job: SyncJob, object_type: str, problem: RecordProblem, filename: str
 ) -> None:
     identity = problem.key or problem.location
@@ -189,7 +189,7 @@ def _record_problem(
     )
 
 
-def _record_failure(connection: Any, job: SyncJob, record: Record, exc: Exception) -> None:
+def failure_record(connection: Any, job: SyncJob, record: Record, exc: Exception) -> None:
     object_type = object_type_of(record)
     exception_record(
         kind=Kind.SYNC_FAILURE,
@@ -205,7 +205,7 @@ def _record_failure(connection: Any, job: SyncJob, record: Record, exc: Exceptio
     )
 
 
-def _after_write(
+def after_write(
     connection: Any, job: SyncJob, object_type: str, ok: list[Record], written: WriteResult
 ) -> None:
     """Flag what the documents say is wrong, and resolve what a clean import shows is fixed."""

@@ -242,6 +242,9 @@ class Binding(models.Model):
     content_hash = models.CharField(max_length=64, blank=True)
     raw_payload = models.JSONField(default=dict, blank=True)
     remote_deleted = models.BooleanField(default=False)
+    document_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The document's row version last written to a destination."
+    )
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_synced_at = models.DateTimeField(auto_now=True)
 
@@ -337,7 +340,11 @@ class SyncProfile(models.Model):
     mapping_set = models.ForeignKey(MappingSet, on_delete=models.PROTECT, null=True, blank=True)
     schedule = models.CharField(max_length=20, choices=Schedule.choices, default=Schedule.MANUAL)
     schedule_minutes = models.PositiveIntegerField(null=True, blank=True)
-    schedule_time = models.TimeField(null=True, blank=True)
+    schedule_time = models.TimeField(null=True, blank=True, help_text="For daily runs (server time zone).")
+    on_webhook = models.BooleanField(default=True, help_text="Run when the source sends a verified webhook.")
+    on_payment = models.BooleanField(
+        default=True, help_text="Run when the source reports a payment received."
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -359,6 +366,7 @@ class SyncJob(models.Model):
         PULL = "pull", "Pull"
         PUSH = "push", "Push"
         BACKFILL = "backfill", "Backfill"
+        SYNC = "sync", "Pull and push"
         RECONCILE = "reconcile", "Reconciliation"
 
     class Trigger(models.TextChoices):
@@ -397,6 +405,8 @@ class SyncJob(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True, help_text="When the doorbell last rang.")
+    dry_run = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -439,3 +449,121 @@ class SyncAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Attempt {self.number} of job {self.job_id}"
+
+
+class SyncCursor(models.Model):
+    """Where the incremental pull of one (connection, object type) stands.
+
+    `since` is the newest change time of the last complete pull; the next pull reads from `since` minus
+    the overlap window, inclusive. While a pull is under way, `run_since`, `run_page` and `run_high_water`
+    hold its progress, so a pull cut off by a crash resumes at its last committed page.
+    """
+
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.CASCADE, related_name="cursors")
+    object_type = models.CharField(max_length=20, choices=ObjectType.choices)
+    since = models.DateTimeField(null=True, blank=True)
+    run_since = models.DateTimeField(null=True, blank=True)
+    run_page = models.TextField(blank=True)
+    run_high_water = models.DateTimeField(null=True, blank=True)
+    run_started = models.BooleanField(default=False)
+    pulled_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "object_type"], name="sync_cursor_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection} {self.object_type} since {self.since}"
+
+
+class ReferenceData(models.Model):
+    """A destination's accounts, tax codes, items and customers, pulled to offer as mapping choices."""
+
+    class Kind(models.TextChoices):
+        ACCOUNT = "account", "Account"
+        TAX_CODE = "tax_code", "Tax code"
+        ITEM = "item", "Item"
+        CUSTOMER = "customer", "Customer"
+
+    connection = models.ForeignKey(
+        "connectors.Connection", on_delete=models.CASCADE, related_name="reference_data"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    code = models.CharField(max_length=255, help_text="What a mapping stores: the destination's id or code.")
+    name = models.CharField(max_length=255, blank=True)
+    email = models.CharField(max_length=255, blank=True)
+    tax_number = models.CharField(max_length=64, blank=True)
+    active = models.BooleanField(default=True)
+    extra = models.JSONField(default=dict, blank=True)
+    fetched_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "name", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "kind", "code"], name="reference_data_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})" if self.name and self.name != self.code else self.code
+
+
+class PushOperation(models.Model):
+    """One write to a destination: the outbox row that makes a push exactly-once.
+
+    Its idempotency key is derived from (profile, document, document version, operation), so planning the
+    same work twice finds the same row. The row is committed `in_flight` before the request leaves; a
+    create that follows an operation that was ever sent looks the document up by `reference` first.
+    """
+
+    class Operation(models.TextChoices):
+        CREATE = "create", "Create"
+        UPDATE = "update", "Update"
+        VOID = "void", "Void"
+        DELETE = "delete", "Delete"
+        ALLOCATE = "allocate", "Apply credit"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_FLIGHT = "in_flight", "In flight"
+        SUCCEEDED = "succeeded", "Succeeded"
+        RETRY_SCHEDULED = "retry_scheduled", "Retry scheduled"
+        FAILED = "failed", "Failed"
+        UNCERTAIN = "uncertain", "Uncertain (verified before any retry)"
+        BLOCKED = "blocked", "Blocked (mapping or dependency missing)"
+        SUPERSEDED = "superseded", "Superseded by a newer version"
+
+    OPEN_STATES = (State.PENDING, State.IN_FLIGHT, State.RETRY_SCHEDULED, State.UNCERTAIN, State.BLOCKED)
+
+    profile = models.ForeignKey(SyncProfile, on_delete=models.CASCADE, related_name="operations")
+    connection = models.ForeignKey("connectors.Connection", on_delete=models.PROTECT, related_name="+")
+    object_type = models.CharField(max_length=20, choices=ObjectType.choices)
+    object_id = models.BigIntegerField()
+    document_version = models.PositiveIntegerField()
+    operation = models.CharField(max_length=20, choices=Operation.choices)
+    idempotency_key = models.CharField(max_length=64, unique=True)
+    reference = models.CharField(max_length=100, blank=True, help_text="What a lookup finds it by.")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Requests sent (counted before sending).")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    remote_version = models.CharField(max_length=100, blank=True)
+    payload = models.JSONField(null=True, blank=True, help_text="What was (or would be) sent.")
+    response = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey(
+        SyncJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="operations"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [
+            models.Index(fields=["profile", "object_type", "object_id"], name="push_op_document_idx"),
+            models.Index(fields=["profile", "state"], name="push_op_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_operation_display()} {self.object_type} {self.object_id} v{self.document_version}"

@@ -42,7 +42,7 @@ from sync.models import (
 ZERO = Decimal(0)
 IMPORT_REASON = "created from the source"
 UPDATE_REASON = "updated from the source"
-Record = InvoiceRecord | PaymentRecord | CreditNoteRecord
+Record = InvoiceRecord | PaymentRecord | CreditNoteRecord | CustomerRecord
 
 
 @dataclass
@@ -239,6 +239,26 @@ def _invoices_write(connection: Any, records: Sequence[InvoiceRecord], result: W
 
 
 # --- credit notes -------------------------------------------------------------------------------------
+_EXTERNAL = "\x00id:"  # key prefix for invoices found by their external id rather than their number
+
+
+def _invoices_for(connection: Any, allocations: Iterable[Any]) -> dict[str, Invoice]:
+    """The invoices allocations point at: by the invoice's id at this connection when the platform gives
+    it (keyed `_EXTERNAL + id`), else by number."""
+    allocations = list(allocations)
+    found = _invoices_by_number(connection, [a.invoice_number for a in allocations])
+    ids = {a.invoice_external_id for a in allocations} - {""}
+    if ids:
+        bound = dict(
+            Binding.objects.filter(
+                connection=connection, object_type=ObjectType.INVOICE, external_id__in=ids
+            ).values_list("external_id", "object_id")
+        )
+        by_pk = Invoice.objects.in_bulk(list(bound.values()))
+        found.update({_EXTERNAL + key: by_pk[pk] for key, pk in bound.items() if pk in by_pk})
+    return found
+
+
 def _invoices_by_number(connection: Any, numbers: Iterable[str]) -> dict[str, Invoice]:
     """Invoices this connection knows by number; otherwise any invoice whose number is unique."""
     numbers = set(numbers) - {""}
@@ -288,7 +308,11 @@ def _allocations_wanted(
     """The record's allocations to known invoices; the others are noted as unmatched on `result`."""
     wanted = {}
     for allocation in record.allocations:
-        invoice = invoices.get(allocation.invoice_number)
+        invoice = None
+        if allocation.invoice_external_id:
+            invoice = invoices.get(_EXTERNAL + allocation.invoice_external_id)
+        if invoice is None:
+            invoice = invoices.get(allocation.invoice_number)
         if invoice is None:
             result.unmatched_allocations.append((record, allocation.invoice_number))
         else:
@@ -317,11 +341,8 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
     new, changed, unchanged, hashes = _split(connection, ObjectType.CREDIT_NOTE, records)
     touched: list[CreditNoteRecord] = [*new, *(r for r, _ in changed)]  # type: ignore[list-item]
     customers = customers_resolve(r.customer for r in touched)
-    invoices = _invoices_by_number(
-        connection,
-        [r.original_invoice_number for r in touched]
-        + [a.invoice_number for r in touched for a in r.allocations],
-    )
+    invoices = _invoices_for(connection, [a for r in touched for a in r.allocations])
+    invoices.update(_invoices_by_number(connection, [r.original_invoice_number for r in touched]))
     created = bulk_create_with_history(
         [
             CreditNote(
@@ -400,7 +421,7 @@ def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: W
     waiting = [(r, b) for r, b in unchanged if documents[b.object_id].unapplied_amount > 0]
     touched: list[PaymentRecord] = [*new, *(r for r, _ in changed), *(r for r, _ in waiting)]  # type: ignore[list-item]
     customers = customers_resolve(r.customer for r in touched if r.customer)
-    invoices = _invoices_by_number(connection, [a.invoice_number for r in touched for a in r.allocations])
+    invoices = _invoices_for(connection, [a for r in touched for a in r.allocations])
 
     def customer_of(record: PaymentRecord) -> Customer | None:
         return customers[_customer_key(record.customer)] if record.customer else None
@@ -436,7 +457,82 @@ def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: W
     result.unchanged += [documents[b.object_id] for _, b in unchanged]
 
 
+# --- customers (pulled as records of their own) ------------------------------------------------------
+def _customers_write(connection: Any, records: Sequence[CustomerRecord], result: WriteResult) -> None:
+    hashes = {r.external_id: content_hash(r) for r in records}
+    bindings = _bindings(connection, ObjectType.CUSTOMER, list(hashes))
+    new = [r for r in records if r.external_id not in bindings]
+    matched = customers_resolve(new)
+    # two records (or a record and an earlier binding) that match one customer bind it once
+    taken = set(
+        Binding.objects.filter(
+            connection=connection,
+            object_type=ObjectType.CUSTOMER,
+            object_id__in=[c.pk for c in matched.values()],
+        ).values_list("object_id", flat=True)
+    )
+    pairs = []
+    for record in new:
+        customer = matched[_customer_key(record)]
+        if customer.pk not in taken:
+            taken.add(customer.pk)
+            pairs.append((record, customer))
+    _bind(connection, ObjectType.CUSTOMER, pairs, hashes)
+    result.created += [customer for _, customer in pairs]
+    known = Customer.objects.in_bulk([b.object_id for b in bindings.values()])
+    for record in records:
+        binding = bindings.get(record.external_id)
+        if binding is None:
+            continue
+        customer = known[binding.object_id]
+        if binding.content_hash == hashes[record.external_id]:
+            result.unchanged.append(customer)
+            continue
+        customer.name, customer.email = record.name, record.email or customer.email
+        customer.tax_number = record.tax_number or customer.tax_number
+        customer.currency = record.currency or customer.currency
+        customer._change_reason = UPDATE_REASON  # type: ignore[attr-defined]
+        customer.save()
+        _rebind(binding, hashes[record.external_id])
+        result.updated.append(customer)
+
+
+_DELETED_STATUS = {
+    ObjectType.INVOICE: (Invoice, Invoice.Status.DELETED),
+    ObjectType.CREDIT_NOTE: (CreditNote, CreditNote.Status.DELETED),
+    ObjectType.PAYMENT: (Payment, Payment.Status.VOID),
+}
+
+
+def deletions_record(*, connection: Any, object_type: str, external_ids: Sequence[str]) -> list[Any]:
+    """Records deleted at the source: the binding is marked and the document set deleted (payments: void),
+    with history and a new row version, so the deletion reaches every destination. Returns the documents."""
+    bindings = list(
+        Binding.objects.filter(
+            connection=connection, object_type=object_type, external_id__in=external_ids, remote_deleted=False
+        )
+    )
+    if not bindings:
+        return []
+    changed = []
+    with transaction.atomic():
+        Binding.objects.filter(pk__in=[b.pk for b in bindings]).update(remote_deleted=True)
+        if object_type not in _DELETED_STATUS:
+            return []
+        model, status = _DELETED_STATUS[object_type]
+        for document in model.objects.filter(pk__in=[b.object_id for b in bindings]):
+            if document.status == status:
+                continue
+            document.status = status
+            document.row_version += 1
+            document._change_reason = "deleted at the source"
+            document.save()
+            changed.append(document)
+    return changed
+
+
 _WRITERS: dict[type, tuple[str, Callable[..., None]]] = {
+    CustomerRecord: (ObjectType.CUSTOMER, _customers_write),
     InvoiceRecord: (ObjectType.INVOICE, _invoices_write),
     CreditNoteRecord: (ObjectType.CREDIT_NOTE, _credit_notes_write),
     PaymentRecord: (ObjectType.PAYMENT, _payments_write),
