@@ -374,6 +374,8 @@ class Connector:
     reference_kinds: ClassVar[dict[str, str]] = {}
     reference_key: ClassVar[str] = "id"
     customer_reference_is_name: ClassVar[bool] = False
+    # creates per request for connectors with create_many (Xero 50 invoices a call, QuickBooks batches of 30)
+    batch_limit: ClassVar[int] = 1
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection

@@ -1,9 +1,20 @@
+"""The sync engine in the admin: documents, bindings and their lineage, jobs, the outbox, mappings.
+
+Admin actions call services (`sync.jobs`, `sync.preview`, `sync.reference`), imported when the action
+runs, so the admin still loads while a service module is missing; one object at a time, reporting what
+succeeded and what failed.
+"""
+
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from rangefilter.filters import DateRangeFilterBuilder
 from simple_history.admin import SimpleHistoryAdmin
@@ -26,7 +37,83 @@ from sync.models import (
     SyncProfile,
 )
 from sync.money import money_str, number_str, price_str
-from sync.selectors import document_bindings
+from sync.selectors import (
+    document_bindings,
+)
+
+# The admin page of each kind of canonical record, by Binding/PushOperation object_type.
+DOCUMENT_ADMIN = {
+    "invoice": "admin:sync_invoice_change",
+    "credit_note": "admin:sync_creditnote_change",
+    "payment": "admin:sync_payment_change",
+    "customer": "admin:sync_customer_change",
+}
+
+
+def document_admin_url(object_type: str, object_id: int | None) -> str:
+    if object_type not in DOCUMENT_ADMIN or object_id is None:
+        return ""
+    return reverse(DOCUMENT_ADMIN[object_type], args=[object_id])
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=True)
+
+
+def _service(dotted: str) -> Callable[..., Any] | None:
+    """`module.function`, looked up when called (so tests can swap it), or None while it is missing."""
+    module_name, _, name = dotted.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+class Outcomes:
+    """What an action did to each object, reported as one counted message per outcome."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self.done: list[str] = []
+        self.skipped: list[str] = []
+        self.failed: list[str] = []
+
+    def run(self, objects: Iterable[Any], call: Callable[[Any], Any], describe: Callable[[Any, Any], str | None]):
+        """Call `call(obj)` for each; `describe(obj, result)` says what happened, None meaning skipped."""
+        for obj in objects:
+            try:
+                result = call(obj)
+            except Exception as exc:  # one bad object must not hide what happened to the others
+                self.failed.append(f"{obj}: {exc}")
+                continue
+            text = describe(obj, result)
+            if text is None:
+                self.skipped.append(str(obj))
+            else:
+                self.done.append(text)
+
+    def report(self, model_admin: admin.ModelAdmin, request: HttpRequest, skipped_reason: str = "") -> None:
+        if self.done:
+            model_admin.message_user(
+                request, f"{self.verb}: {len(self.done)} ({'; '.join(self.done)})", messages.SUCCESS
+            )
+        if self.skipped:
+            model_admin.message_user(
+                request,
+                f"{len(self.skipped)} {skipped_reason or 'skipped'}: {', '.join(self.skipped)}",
+                messages.WARNING,
+            )
+        if self.failed:
+            model_admin.message_user(
+                request, f"{len(self.failed)} failed: {'; '.join(self.failed)}", messages.ERROR
+            )
+
+
+def _service_missing(model_admin: admin.ModelAdmin, request: HttpRequest, dotted: str) -> None:
+    model_admin.message_user(
+        request, f"Nothing done: the service {dotted} is not installed in this version.", messages.ERROR
+    )
 
 
 def _pretty(value: Any) -> str:
@@ -34,6 +121,10 @@ def _pretty(value: Any) -> str:
         "<pre style='white-space:pre-wrap;max-height:24em;overflow:auto'>{}</pre>",
         json.dumps(value, indent=2, ensure_ascii=False, default=str),
     )
+
+
+def _link(url: str, text: Any) -> str:
+    return format_html('<a href="{}">{}</a>', url, text) if url else str(text)
 
 
 class LineageMixin:
@@ -295,6 +386,115 @@ class BindingAdmin(admin.ModelAdmin):
     list_filter = ["object_type", "connection", "is_origin", "remote_deleted"]
     search_fields = ["=external_id", "external_number"]
     readonly_fields = [f.name for f in Binding._meta.fields]
+
+    def get_urls(self) -> list[Any]:
+        lookup = path("lookup/", self.admin_site.admin_view(self.lookup_view), name="sync_lookup")
+        return [lookup, *super().get_urls()]
+
+    def lookup_view(self, request: HttpRequest) -> HttpResponse:
+        """Source id, destination id or document number -> every matching document and its lineage."""
+        if not request.user.has_perm("sync.view_binding"):
+            raise PermissionDenied
+        query = request.GET.get("q", "").strip()
+        lineages = document_lineage(query) if query else []
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Look up a document",
+            "opts": self.model._meta,
+            "query": query,
+            "results": [lineage_card(lineage) for lineage in lineages],
+            "unbound_exceptions": [
+                (exception, reverse(EXCEPTION_CHANGE, args=[exception.pk]))
+                for exception in (exceptions_unbound(query) if query else [])
+            ],
+        }
+        return TemplateResponse(request, "admin/sync/lookup.html", context)
+
+
+EXCEPTION_CHANGE = "admin:reconciliation_reconciliationexception_change"
+
+
+def _key_fields(object_type: str, document: Any) -> list[tuple[str, Any]]:
+    if document is None:
+        return []
+    if object_type == "customer":
+        return [("Name", document.name), ("Email", document.email), ("Tax number", document.tax_number)]
+    currency = document.currency
+    if object_type == "payment":
+        return [
+            ("Reference", document.reference),
+            ("Processor transaction id", document.processor_transaction_id),
+            ("Customer", document.customer or "-"),
+            ("Status", document.get_status_display()),
+            ("Date", document.transaction_date),
+            ("Amount", f"{currency} {money_str(document.amount, currency)}"),
+            ("Method", document.method),
+            ("Version", document.row_version),
+        ]
+    fields = [
+        ("Number", document.number),
+        ("Customer", document.customer),
+        ("Status", document.get_status_display()),
+        ("Issue date", document.issue_date),
+        ("Total", f"{currency} {money_str(document.total, currency)}"),
+    ]
+    if object_type == "invoice":
+        fields.append(("Amount due", f"{currency} {money_str(document.amount_due, currency)}"))
+    else:
+        fields.append(("Remaining credit", f"{currency} {money_str(document.remaining_credit, currency)}"))
+    return [*fields, ("Version", document.row_version)]
+
+
+def lineage_card(lineage: Lineage) -> dict[str, Any]:
+    """What the lookup page shows for one document: plain values and links, no queries."""
+    document = lineage.document
+    row_version = getattr(document, "row_version", None)
+    source = lineage.source
+    operations = [
+        {
+            "op": op,
+            "job_url": reverse("admin:sync_syncjob_change", args=[op.job_id]) if op.job_id else "",
+            "url": reverse("admin:sync_pushoperation_change", args=[op.pk]),
+            "payload": _json(op.payload) if op.payload is not None else "",
+            "response": _json(op.response) if op.response is not None else "",
+        }
+        for op in lineage.operations
+    ]
+    jobs: dict[int, dict[str, Any]] = {}
+    for attempt in lineage.attempts:
+        job = jobs.setdefault(
+            attempt.job_id,
+            {"id": attempt.job_id, "url": reverse("admin:sync_syncjob_change", args=[attempt.job_id]), "attempts": []},
+        )
+        job["attempts"].append(
+            {
+                "attempt": attempt,
+                "url": reverse("admin:sync_syncattempt_change", args=[attempt.pk]),
+                "exchanges_url": reverse("admin:connectors_httpexchange_changelist")
+                + f"?attempt__id__exact={attempt.pk}",
+                "exchange_count": getattr(attempt, "exchange_count", None),
+            }
+        )
+    return {
+        "lineage": lineage,
+        "title": str(document) if document is not None else f"{lineage.object_type} {lineage.object_id}",
+        "url": document_admin_url(lineage.object_type, lineage.object_id) if document is not None else "",
+        "fields": _key_fields(lineage.object_type, document),
+        "source": source,
+        "source_payload": _json(source.raw_payload if source else getattr(document, "raw_payload", {}) or {}),
+        "destinations": [
+            {
+                "binding": binding,
+                "behind": bool(
+                    row_version and binding.document_version and binding.document_version < row_version
+                ),
+            }
+            for binding in lineage.destinations
+        ],
+        "operations": operations,
+        "jobs": list(jobs.values()),
+        "exceptions": [(exception, reverse(EXCEPTION_CHANGE, args=[exception.pk])) for exception in lineage.exceptions],
+    }
 
 
 class MappingRowInline(admin.TabularInline):

@@ -7,6 +7,12 @@ replay for every entity and every outage, so writes still go through the HTTP la
 an answer lost in transit raises `UncertainError` and the caller looks the document up by its reference
 (DocNumber, PaymentRefNum) before it tries again.
 
+Batch requests (`POST /batch`, at most `BATCH_MAX_ITEMS` items) carry a `requestid` too and go through the
+HTTP layer as the same kind of write. Intuit counts a batch as one request against the per-realm limits and
+also allows only about 40 batch requests a minute per realm: a second limiter, on the key
+`<realm key>:batch`, admits batch requests against `BATCH_RATE_LIMITS` before the shared limiter does.
+A refused item comes back as a `Fault` inside the 200 answer; `item_error` types it the same way.
+
 Errors come as `Fault` documents (JSON, sometimes XML even when JSON was asked for, and with lower-case
 keys from the API gateway). `error_for` turns them into typed errors:
   ThrottleExceeded (errorCode 003001, HTTP 429 or even 403) and 5xx -> RetryableError;
@@ -21,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,14 +47,25 @@ from connectors.base import (
 )
 from connectors.http import retry_after_seconds
 from connectors.oauth import OAuthHttpClient
+from connectors.ratelimit import RateLimiter
 
 MINOR_VERSION = "75"
 PAGE_SIZE = 1000  # the most a query returns per page
 CDC_MAX_OBJECTS = 1000  # the most a CDC answer holds
+# Intuit's throttling (blogs.intuit.com 2016-08-08): a batch counts as one request in the 500 a minute
 RATE_LIMITS = (
     RateLimit("requests per minute per realm", 500, 60.0),
     RateLimit("concurrent requests per realm", 10, concurrent=True),
 )
+# batch requests only, on top of RATE_LIMITS, under their own limiter key ("<realm key>:batch")
+BATCH_RATE_LIMITS = (RateLimit("batch requests per minute per realm", 40, 60.0),)
+BATCH_MAX_ITEMS = 30  # the most BatchItemRequest items one batch request may carry
+# Intuit (blog 2015-04-06 "Request ID update"): a requestid is at most 50 characters, a batch's at most 36,
+# and then each bId at most 10
+REQUEST_ID_MAX = 50
+BATCH_REQUEST_ID_MAX = 36
+BATCH_ID_MAX = 10
+BATCH_KEYS = frozenset({"bId", "operation", "optionsData"})  # an item's keys besides its entity
 STALE_OBJECT = 5010
 OBJECT_NOT_FOUND = 610
 _GATEWAY = re.compile(r"message=(?P<name>[A-Za-z]+);\s*errorCode=(?P<code>\d+)")
@@ -87,6 +105,22 @@ def _lower_keys(value: Any) -> Any:
     return {str(key).lower(): item for key, item in value.items()} if isinstance(value, dict) else {}
 
 
+def fault_errors(fault: Any) -> list[FaultError]:
+    """The errors of one JSON `Fault` object (a whole answer's, or one batch item's), any key case."""
+    fault = _lower_keys(fault)
+    errors = fault.get("error") or []
+    return [
+        FaultError(
+            code=str(entry.get("code") or ""),
+            message=str(entry.get("message") or ""),
+            detail=str(entry.get("detail") or ""),
+            element=str(entry.get("element") or ""),
+            fault_type=str(fault.get("type") or ""),
+        )
+        for entry in map(_lower_keys, errors if isinstance(errors, list) else [errors])
+    ]
+
+
 def parse_fault(body: bytes | str) -> list[FaultError]:
     """The errors of a Fault document in any of its shapes; [] when the body is not a Fault."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body or ""
@@ -96,18 +130,7 @@ def parse_fault(body: bytes | str) -> list[FaultError]:
             document = json.loads(stripped)
         except ValueError:
             return []
-        fault = _lower_keys(_lower_keys(document).get("fault"))
-        errors = fault.get("error") or []
-        return [
-            FaultError(
-                code=str(entry.get("code") or ""),
-                message=str(entry.get("message") or ""),
-                detail=str(entry.get("detail") or ""),
-                element=str(entry.get("element") or ""),
-                fault_type=str(fault.get("type") or ""),
-            )
-            for entry in map(_lower_keys, errors if isinstance(errors, list) else [errors])
-        ]
+        return fault_errors(_lower_keys(document).get("fault"))
     if "<Fault" in text:
         fault_type = _XML_FAULT_TYPE.search(text)
         found = []
@@ -164,13 +187,40 @@ def request_id(entity: str, operation: str, idempotency_key: str) -> str:
     same document never replays the wrong answer.
     """
     digest = hashlib.sha256(f"{entity}|{operation}|{idempotency_key}".encode()).hexdigest()
-    return f"ll-{digest[:40]}"
+    return f"ll-{digest[:40]}"  # 43 <= REQUEST_ID_MAX
+
+
+def item_entity(item: Mapping[str, Any]) -> str:
+    """The entity a BatchItemRequest or BatchItemResponse item carries ("Invoice", "Fault", "Query")."""
+    return next((str(key) for key in item if key not in BATCH_KEYS), "")
+
+
+def batch_request_id(items: Sequence[Mapping[str, Any]], idempotency_key: str) -> str:
+    """The `requestid` of a batch (<= 36 characters): the same key and the same kinds of item (operation
+    and entity) always give the same id, and a key used for single writes never replays a batch answer."""
+    kinds = ",".join(sorted({f"{item.get('operation') or ''}:{item_entity(item)}" for item in items}))
+    digest = hashlib.sha256(f"batch|{kinds}|{idempotency_key}".encode()).hexdigest()
+    return f"ll-{digest[: BATCH_REQUEST_ID_MAX - 3]}"
 
 
 class QuickBooksClient(OAuthHttpClient):
     platform = "quickbooks"
     default_base_url = "https://quickbooks.api.intuit.com/v3"
     rate_limits = RATE_LIMITS
+    batch_rate_limits = BATCH_RATE_LIMITS
+
+    def __init__(
+        self,
+        connection: Any,
+        *,
+        batch_limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(connection, sleep=sleep, **kwargs)
+        self.batch_limiter = batch_limiter or RateLimiter(
+            f"{self.limiter_key()}:batch", self.batch_rate_limits, sleep=sleep, max_wait=self.max_inline_wait
+        )
 
     # --- where ------------------------------------------------------------------------------------------
     @property
@@ -200,11 +250,37 @@ class QuickBooksClient(OAuthHttpClient):
         faults = parse_fault(response.content) if response.content else []
         if status < 400 and not faults:
             return None
-        first = faults[0] if faults else None
         tid = response.headers.get("intuit_tid", "")
         described = "; ".join(str(fault) for fault in faults) or response.text[:300]
         message = f"QuickBooks answered {status}: {described}" + (f" (intuit_tid {tid})" if tid else "")
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return self._typed(
+            status,
+            faults,
+            message,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            sent=self._sent_body(response),
+        )
+
+    def item_error(self, fault: Any, *, sent: Any = None, label: str = "") -> ConnectorError:
+        """The typed error of one batch item's `Fault` (inside an answer that is 200 as a whole), typed by
+        the same rules as a whole answer's; a ValidationError names the element and the value `sent` there."""
+        faults = fault_errors(fault)
+        # an item has no status of its own: a system fault is a server error, anything else a refusal
+        status = 500 if any(f.fault_type.lower() == "systemfault" for f in faults) else 400
+        described = "; ".join(str(f) for f in faults) or "a Fault without errors"
+        message = f"QuickBooks refused {label or 'a batch item'}: {described}"
+        return self._typed(status, faults, message, sent=sent)
+
+    def _typed(
+        self,
+        status: int,
+        faults: list[FaultError],
+        message: str,
+        *,
+        retry_after: float | None = None,
+        sent: Any = None,
+    ) -> ConnectorError:
+        first = faults[0] if faults else None
         gateway = first.gateway if first else ""
         number = first.number if first else None
         fault_type = (first.fault_type if first else "").lower()
@@ -225,21 +301,21 @@ class QuickBooksClient(OAuthHttpClient):
         if number == STALE_OBJECT:
             return ConflictError(message)
         if first is not None and number is not None and (2000 <= number <= 4999 or 6000 <= number <= 9999):
-            refused = self._sent_value(response, first.element)
+            refused = _value_at(sent, first.element) if sent is not None and first.element else None
             return ValidationError(message, field=first.element, value=refused)
         if status in (400, 422) and first is None:
             return ValidationError(message)
         return PermanentError(message)
 
     @staticmethod
-    def _sent_value(response: requests.Response, element: str) -> Any:
-        if not element or response.request is None or not response.request.body:
+    def _sent_body(response: requests.Response) -> Any:
+        """The JSON body the request carried, None when it had none."""
+        if response.request is None or not response.request.body:
             return None
         try:
-            sent = json.loads(response.request.body)
+            return json.loads(response.request.body)
         except (TypeError, ValueError):
             return None
-        return _value_at(sent, element)
 
     # --- reads ------------------------------------------------------------------------------------------
     def _json(self, response: requests.Response) -> dict[str, Any]:
@@ -336,3 +412,46 @@ class QuickBooksClient(OAuthHttpClient):
             idempotent=False,
         )
         return self._json(response).get(entity) or {}
+
+    def batch(self, items: Sequence[Mapping[str, Any]], *, idempotency_key: str) -> list[dict[str, Any]]:
+        """POST one batch request of at most `BATCH_MAX_ITEMS` items (`{"bId", "operation", <Entity>}`);
+        the `BatchItemResponse` items as answered (in QuickBooks' order, each naming its bId)."""
+        if len(items) > BATCH_MAX_ITEMS:
+            raise ValueError(f"a QuickBooks batch holds at most {BATCH_MAX_ITEMS} items, not {len(items)}")
+        bids = [str(item.get("bId") or "") for item in items]
+        if len(set(bids)) != len(bids) or not all(0 < len(bid) <= BATCH_ID_MAX for bid in bids):
+            raise ValueError(f"batch items need distinct bIds of 1 to {BATCH_ID_MAX} characters: {bids}")
+        response = self.request(
+            "POST",
+            self.company("batch"),
+            params=self.params(requestid=batch_request_id(items, idempotency_key)),
+            json={"BatchItemRequest": [dict(item) for item in items]},
+            headers={"Content-Type": "application/json"},
+            idempotent=False,
+        )
+        answer = self._json(response).get("BatchItemResponse")
+        if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+            raise PermanentError(
+                f"QuickBooks answered a batch without BatchItemResponse: {response.text[:200]}"
+            )
+        return answer
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Any,
+        json: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+        idempotent: bool,
+        retry: int,
+    ) -> requests.Response:
+        """Every attempt at a batch request is admitted by the batch limiter too (Intuit counts each)."""
+        if not (method == "POST" and path.rstrip("/").endswith("/batch")):
+            return super()._send(method, path, params, json, data, headers, idempotent, retry)
+        token = self.batch_limiter.acquire()
+        try:
+            return super()._send(method, path, params, json, data, headers, idempotent, retry)
+        finally:
+            self.batch_limiter.release(token)

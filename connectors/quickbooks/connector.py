@@ -12,7 +12,7 @@ record updated while we page cannot shift the others past us.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar
@@ -24,6 +24,7 @@ from connectors.base import (
     ChangePage,
     ConflictError,
     Connector,
+    ConnectorError,
     CreditNoteRecord,
     CustomerRecord,
     InvoiceRecord,
@@ -39,6 +40,7 @@ from connectors.base import (
 )
 from connectors.quickbooks import parsing, rendering, webhooks
 from connectors.quickbooks.client import (
+    BATCH_MAX_ITEMS,
     CDC_MAX_OBJECTS,
     PAGE_SIZE,
     RATE_LIMITS,
@@ -86,6 +88,10 @@ class QuickBooksConnector(Connector):
     )
     default_base_url = QuickBooksClient.default_base_url
     rate_limits = RATE_LIMITS
+    line_mapping: ClassVar[dict[str, str]] = {"item": "required", "tax_code": "taxed"}
+    reference_kinds: ClassVar[dict[str, str]] = {"account": "account", "tax_code": "tax_code", "item": "item"}
+    reference_key = "id"
+    customer_reference_is_name = True  # DisplayName is unique in QuickBooks and what find_by_reference reads
 
     @cached_property
     def client(self) -> QuickBooksClient:
@@ -198,6 +204,47 @@ class QuickBooksConnector(Connector):
     def create(self, object_type: str, payload: dict[str, Any], *, idempotency_key: str) -> RemoteRef:
         entity = _entity(object_type)
         return _remote_ref(entity, self.client.write(entity, payload, idempotency_key=idempotency_key))
+
+    def create_many(
+        self, object_type: str, payloads: Sequence[dict[str, Any]], *, idempotency_key: str
+    ) -> list[RemoteRef | ConnectorError]:
+        """Create up to `BATCH_MAX_ITEMS` records in one batch request: one result per payload, in the
+        order given (matched by bId, whatever order QuickBooks answers in), a RemoteRef for each record
+        made and, for each refused one, the error its item's Fault types to (a ValidationError naming
+        the element, a ConflictError, ...), returned, not raised. A fault of the whole request raises."""
+        entity = _entity(object_type)
+        if len(payloads) > BATCH_MAX_ITEMS:
+            raise ValueError(
+                f"QuickBooks takes at most {BATCH_MAX_ITEMS} creates per batch, not {len(payloads)}"
+            )
+        if not payloads:
+            return []
+        items = [
+            {"bId": str(index), "operation": "create", entity: payload}
+            for index, payload in enumerate(payloads)
+        ]
+        answers = {
+            str(answer.get("bId")): answer
+            for answer in self.client.batch(items, idempotency_key=idempotency_key)
+        }
+        results: list[RemoteRef | ConnectorError] = []
+        for item in items:
+            answer = answers.get(item["bId"])
+            if answer is None:
+                raise PermanentError(
+                    f"QuickBooks answered no item for bId {item['bId']} of a batch of {len(items)}"
+                )
+            fault = answer.get("Fault", answer.get("fault"))
+            if fault is not None:
+                label = f"{entity} bId {item['bId']}"
+                results.append(self.client.item_error(fault, sent=item[entity], label=label))
+            elif isinstance(answer.get(entity), dict):
+                results.append(_remote_ref(entity, answer[entity]))
+            else:
+                raise PermanentError(
+                    f"QuickBooks answered bId {item['bId']} with neither a {entity} nor a Fault"
+                )
+        return results
 
     def update(
         self,

@@ -1,0 +1,1069 @@
+"""Push: canonical documents to a profile's destination through the outbox, exactly once.
+
+Every write is a `PushOperation` whose idempotency key is derived from (profile, document, document
+version, operation). The protocol for each one:
+
+1. If any operation for the document was ever sent and never settled (`in_flight`, `uncertain`,
+   `retry_scheduled`), look the document up by its deterministic reference first, and bind what is found.
+2. Commit the operation `in_flight` (attempts counted) before the request leaves.
+3. Send it with the key as the platform's idempotency header (`requestid`, `Idempotency-Key`).
+4. Straight after success, commit the binding (destination id, version) and `succeeded` in one
+   transaction. A lost answer (timeout or 5xx after the request left) is `uncertain`: never resent blind.
+
+Updates carry the remote version (SyncToken, UpdatedDateUTC): a destination changed since we wrote it
+raises a conflict exception instead of being overwritten. Dependencies go first: the customer before
+the invoice, invoices before credit notes and payments, credit allocations after both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, OuterRef, Q, Subquery
+from django.urls import reverse
+from django.utils import timezone
+
+from connectors.base import (
+    AllocationRecord,
+    ConflictError,
+    ConnectorError,
+    CreditNoteRecord,
+    CustomerRecord,
+    InvoiceRecord,
+    LineRecord,
+    NotFoundError,
+    PaymentRecord,
+    PermanentError,
+    PushContext,
+    RemoteRef,
+    RetryableError,
+    UncertainError,
+    ValidationError,
+)
+from reconciliation.models import ReconciliationException
+from reconciliation.services import exception_fingerprint, exception_record, exceptions_resolve_by_system
+from sync import mapping
+from sync.models import (
+    Binding,
+    CreditNote,
+    Customer,
+    Invoice,
+    MappingRow,
+    ObjectType,
+    Payment,
+    PushOperation,
+    ReferenceData,
+    SyncJob,
+    SyncProfile,
+)
+
+log = logging.getLogger(__name__)
+Kind = ReconciliationException.Kind
+Severity = ReconciliationException.Severity
+Op = PushOperation.Operation
+State = PushOperation.State
+ZERO = Decimal(0)
+PAGE_SIZE = 50
+ORDER = (ObjectType.CUSTOMER, ObjectType.INVOICE, ObjectType.CREDIT_NOTE, ObjectType.PAYMENT)
+MODELS: dict[str, Any] = {
+    ObjectType.INVOICE: Invoice,
+    ObjectType.CREDIT_NOTE: CreditNote,
+    ObjectType.PAYMENT: Payment,
+    ObjectType.CUSTOMER: Customer,
+}
+DATE_FIELDS = {
+    ObjectType.INVOICE: "issue_date",
+    ObjectType.CREDIT_NOTE: "issue_date",
+    ObjectType.PAYMENT: "transaction_date",
+}
+GONE = {"void", "deleted", "failed"}
+UNSETTLED = (State.IN_FLIGHT, State.UNCERTAIN, State.RETRY_SCHEDULED)
+RETRY_DELAY = timedelta(minutes=1)
+# keys a destination adds or rotates on its own: not a difference when verifying an update
+VOLATILE_KEYS = {"SyncToken", "sparse", "Id", "MetaData", "UpdatedDateUTC"}
+
+# A test replaces this to kill the worker at a named point (before_request, after_write, after_commit).
+CRASH_HOOK: Callable[[str, PushOperation], None] | None = None
+
+
+def crash_point(name: str, operation: PushOperation) -> None:
+    if CRASH_HOOK is not None:
+        CRASH_HOOK(name, operation)
+
+
+class PushPaused(Exception):
+    """The destination asked us to wait (rate limit, outage): the run stops, the rest waits its turn."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class PushReport:
+    seen: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    blocked: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+def operation_key(profile_id: int, object_type: str, object_id: int, version: int, operation: str) -> str:
+    """The deterministic idempotency key: the same work always gets the same key (40 hex characters fit
+    every platform's header, QuickBooks' 50-character requestid included)."""
+    text = f"ledgerlink:{profile_id}:{object_type}:{object_id}:{version}:{operation}"
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+# --- canonical documents -> canonical records ---------------------------------------------------------
+def customer_record(customer: Customer) -> CustomerRecord:
+    return CustomerRecord(
+        name=customer.name,
+        email=customer.email,
+        tax_number=customer.tax_number,
+        external_id=str(customer.pk),
+        currency=customer.currency,
+    )
+
+
+def _lines(lines: Iterable[Any]) -> tuple[LineRecord, ...]:
+    return tuple(
+        LineRecord(
+            description=line.description,
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            subtotal=line.subtotal,
+            tax_amount=line.tax_amount,
+            total=line.total,
+            tax_rate=line.tax_rate,
+            item_code=line.item_code,
+            line_number=line.line_number,
+        )
+        for line in lines
+    )
+
+
+def invoice_record(invoice: Invoice) -> InvoiceRecord:
+    return InvoiceRecord(
+        external_id=str(invoice.pk),
+        number=invoice.number,
+        customer=customer_record(invoice.customer),
+        issue_date=invoice.issue_date,
+        currency=invoice.currency,
+        status=invoice.status,
+        lines=_lines(invoice.lines.all()),
+        subtotal=invoice.subtotal,
+        tax_total=invoice.tax_total,
+        total=invoice.total,
+        amount_paid=invoice.amount_paid,
+        amount_due=invoice.amount_due,
+        due_date=invoice.due_date,
+        memo=invoice.memo,
+    )
+
+
+def credit_note_record(note: CreditNote) -> CreditNoteRecord:
+    return CreditNoteRecord(
+        external_id=str(note.pk),
+        number=note.number,
+        customer=customer_record(note.customer),
+        issue_date=note.issue_date,
+        currency=note.currency,
+        status=note.status,
+        lines=_lines(note.lines.all()),
+        subtotal=note.subtotal,
+        tax_total=note.tax_total,
+        total=note.total,
+        remaining_credit=note.remaining_credit,
+        original_invoice_number=note.original_invoice.number if note.original_invoice else "",
+        allocations=tuple(
+            AllocationRecord(invoice_number=a.invoice.number, amount=a.amount, allocated_on=a.allocated_on)
+            for a in note.allocations.all()
+        ),
+        memo=note.memo,
+    )
+
+
+def payment_record(payment: Payment) -> PaymentRecord:
+    return PaymentRecord(
+        external_id=str(payment.pk),
+        reference=payment.reference,
+        customer=customer_record(payment.customer) if payment.customer else None,
+        transaction_date=payment.transaction_date,
+        currency=payment.currency,
+        amount=payment.amount,
+        allocations=tuple(
+            AllocationRecord(invoice_number=a.invoice.number, amount=a.amount, allocated_on=a.allocated_on)
+            for a in payment.allocations.all()
+        ),
+        method=payment.method,
+        status=payment.status,
+        processor_transaction_id=payment.processor_transaction_id,
+        fee=payment.fee,
+        payout_id=payment.payout_id,
+        memo=payment.memo,
+    )
+
+
+def document_label(object_type: str, document: Any) -> str:
+    name = object_type.replace("_", " ").capitalize()
+    return f"{name} {getattr(document, 'number', '') or getattr(document, 'reference', '') or document}"
+
+
+# --- the mapping snapshot -----------------------------------------------------------------------------
+def mapping_table(profile: SyncProfile) -> mapping.MappingTable:
+    connector = profile.destination.connector()
+    rows: dict[str, dict[str, str]] = {}
+    prefix = suffix = ""
+    if profile.mapping_set_id:
+        prefix, suffix = profile.mapping_set.number_prefix, profile.mapping_set.number_suffix
+        for row in MappingRow.objects.filter(mapping_set_id=profile.mapping_set_id):
+            source = row.source_value.lower() if row.kind == MappingRow.Kind.CUSTOMER else row.source_value
+            rows.setdefault(row.kind, {})[source] = row.target_value
+    known: dict[str, set[str]] = {}
+    customers = []
+    for ref in ReferenceData.objects.filter(connection=profile.destination, active=True):
+        if ref.kind == ReferenceData.Kind.CUSTOMER:
+            customers.append(mapping.DestinationCustomer(ref.code, ref.name, ref.email, ref.tax_number))
+        else:
+            known.setdefault(ref.kind, set()).add(ref.code)
+    return mapping.MappingTable(
+        rows=rows,
+        number_prefix=prefix,
+        number_suffix=suffix,
+        line_rules=dict(connector.line_mapping),
+        known={kind: frozenset(codes) for kind, codes in known.items()},
+        customers=tuple(customers),
+    )
+
+
+def mapping_url(profile: SyncProfile) -> str:
+    if profile.mapping_set_id:
+        return reverse("admin:sync_mappingset_change", args=[profile.mapping_set_id])
+    return reverse("admin:sync_syncprofile_change", args=[profile.pk])
+
+
+# --- planning -----------------------------------------------------------------------------------------
+def candidates(profile: SyncProfile, object_type: str, *, date_range: tuple[date, date] | None = None) -> Any:
+    """Documents from the profile's source that the destination does not have at their current version."""
+    model = MODELS[object_type]
+    bound = Binding.objects.filter(
+        connection_id=profile.destination_id, object_type=object_type, object_id=OuterRef("pk")
+    )
+    if object_type == ObjectType.CUSTOMER:
+        origin = Binding.objects.filter(connection_id=profile.source_id, object_type=object_type)
+        return (
+            model.objects.filter(pk__in=origin.values("object_id"))
+            .annotate(bound_id=Subquery(bound.values("pk")[:1]))
+            .filter(bound_id__isnull=True)
+            .order_by("pk")
+        )
+    queryset = model.objects.filter(source_connection_id=profile.source_id)
+    date_field = DATE_FIELDS[object_type]
+    if date_range is not None:
+        queryset = queryset.filter(**{f"{date_field}__range": date_range})
+    elif profile.cutover_date:
+        queryset = queryset.filter(**{f"{date_field}__gte": profile.cutover_date})
+    queryset = queryset.annotate(
+        bound_id=Subquery(bound.values("pk")[:1]),
+        pushed=Subquery(bound.values("document_version")[:1]),
+    ).filter(Q(bound_id__isnull=True) | Q(pushed__isnull=True) | Q(pushed__lt=F("row_version")))
+    related = {
+        ObjectType.INVOICE: (["customer"], ["lines"]),
+        ObjectType.CREDIT_NOTE: (["customer", "original_invoice"], ["lines", "allocations__invoice"]),
+        ObjectType.PAYMENT: (["customer"], ["allocations__invoice"]),
+    }[object_type]
+    return queryset.select_related(*related[0]).prefetch_related(*related[1]).order_by("pk")
+
+
+def _pages(queryset: Any, size: int = PAGE_SIZE) -> Iterable[list[Any]]:
+    """Keyset pages: documents that stay behind (blocked, failed) never make the loop go round again."""
+    last = 0
+    while True:
+        page = list(queryset.filter(pk__gt=last)[:size])
+        if not page:
+            return
+        yield page
+        last = page[-1].pk
+
+
+def _operation_for(object_type: str, document: Any, binding: Binding | None) -> str | None:
+    status = getattr(document, "status", "")
+    if binding is None:
+        if object_type == ObjectType.PAYMENT and status != Payment.Status.COMPLETED:
+            return None
+        return None if status in GONE else Op.CREATE
+    if binding.remote_deleted:
+        return None
+    if status in GONE:
+        return Op.VOID
+    return Op.UPDATE
+
+
+def _operation(
+    profile: SyncProfile, object_type: str, document: Any, operation: str, reference: str, job: SyncJob | None
+) -> PushOperation:
+    version = getattr(document, "row_version", 1)
+    key = operation_key(profile.pk, object_type, document.pk, version, operation)
+    op, created = PushOperation.objects.get_or_create(
+        idempotency_key=key,
+        defaults={
+            "profile": profile,
+            "connection_id": profile.destination_id,
+            "object_type": object_type,
+            "object_id": document.pk,
+            "document_version": version,
+            "operation": operation,
+            "reference": reference[:100],
+            "job": job,
+        },
+    )
+    if created:
+        # older versions never sent are replaced by this one; sent ones stay until settled by lookup
+        PushOperation.objects.filter(
+            profile=profile, object_type=object_type, object_id=document.pk, attempts=0
+        ).exclude(pk=op.pk).filter(state__in=[State.PENDING, State.BLOCKED]).update(state=State.SUPERSEDED)
+    elif job is not None and op.job_id != job.pk and op.state != State.SUCCEEDED:
+        op.job = job
+        op.save(update_fields=["job", "updated_at"])
+    return op
+
+
+def _unsettled(op: PushOperation) -> bool:
+    """Was anything for this document sent whose outcome we do not know? Then look before creating."""
+    if op.attempts and op.state in UNSETTLED:
+        return True
+    return (
+        PushOperation.objects.filter(
+            profile_id=op.profile_id,
+            object_type=op.object_type,
+            object_id=op.object_id,
+            attempts__gt=0,
+            state__in=UNSETTLED,
+        )
+        .exclude(pk=op.pk)
+        .exists()
+    )
+
+
+# --- the outbox protocol ------------------------------------------------------------------------------
+def _begin(op: PushOperation, payload: Any) -> bool:
+    """Commit the intent before the request leaves. False when it already succeeded meanwhile."""
+    with transaction.atomic():
+        current = PushOperation.objects.select_for_update().get(pk=op.pk)
+        if current.state == State.SUCCEEDED:
+            return False
+        current.state = State.IN_FLIGHT
+        current.attempts += 1
+        current.payload = payload
+        current.error = ""
+        current.save(update_fields=["state", "attempts", "payload", "error", "updated_at"])
+    op.state, op.attempts, op.payload = current.state, current.attempts, payload
+    return True
+
+
+def _settle(
+    op: PushOperation, state: str, error: str = "", *, response: Any = None, delay: float = 0
+) -> None:
+    op.state = state
+    op.error = error[:4000]
+    op.next_attempt_at = timezone.now() + timedelta(seconds=delay) if delay else None
+    fields = ["state", "error", "next_attempt_at", "updated_at"]
+    if response is not None:
+        op.response = response
+        fields.append("response")
+    op.save(update_fields=fields)
+
+
+def _succeed(op: PushOperation, ref: RemoteRef, *, deleted: bool = False) -> None:
+    """Bind the document to what the destination holds, in one transaction with the operation's state."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                Binding.objects.update_or_create(
+                    connection_id=op.connection_id,
+                    object_type=op.object_type,
+                    object_id=op.object_id,
+                    defaults={
+                        "external_id": ref.external_id,
+                        "external_number": (ref.number or "")[:100],
+                        "remote_version": (ref.remote_version or "")[:100],
+                        "document_version": op.document_version,
+                        "raw_payload": ref.raw if isinstance(ref.raw, dict | list) else {},
+                        "remote_deleted": deleted,
+                        "is_origin": False,
+                    },
+                )
+        except IntegrityError:
+            other = Binding.objects.filter(
+                connection_id=op.connection_id, object_type=op.object_type, external_id=ref.external_id
+            ).first()
+            message = (
+                f"the destination's {op.object_type} {ref.external_id} is already bound to "
+                f"{op.object_type} {other.object_id if other else '?'}; not binding it twice"
+            )
+            _settle(op, State.FAILED, message, response=ref.raw)
+            _duplicate_exception(op, ref, other)
+            return
+        op.external_id = ref.external_id[:255]
+        op.remote_version = (ref.remote_version or "")[:100]
+        op.response = ref.raw if isinstance(ref.raw, dict | list) else None
+        op.state = State.SUCCEEDED
+        op.error = ""
+        op.next_attempt_at = None
+        op.save()
+        PushOperation.objects.filter(
+            profile_id=op.profile_id, object_type=op.object_type, object_id=op.object_id, state__in=UNSETTLED
+        ).exclude(pk=op.pk).update(state=State.SUPERSEDED, error="settled by a later operation")
+    _resolve_exceptions(op)
+
+
+def _resolve_exceptions(op: PushOperation) -> None:
+    fingerprints = [
+        exception_fingerprint(kind, op.profile_id, op.object_type, op.object_id)
+        for kind in (Kind.SYNC_FAILURE, Kind.MAPPING_MISSING, Kind.CONFLICT)
+    ]
+    exceptions_resolve_by_system(
+        ReconciliationException.objects.filter(fingerprint__in=fingerprints), reason="pushed cleanly"
+    )
+
+
+def _exception(
+    op: PushOperation,
+    kind: str,
+    title: str,
+    message: str,
+    *,
+    document: Any = None,
+    severity: str = Severity.HIGH,
+    details: dict[str, Any] | None = None,
+) -> None:
+    amount = getattr(document, "total", None) if document is not None else None
+    if amount is None and document is not None:
+        amount = getattr(document, "amount", None)
+    exception_record(
+        kind=kind,
+        fingerprint=exception_fingerprint(kind, op.profile_id, op.object_type, op.object_id),
+        title=title,
+        message=message,
+        severity=severity,
+        connection=op.connection,
+        job=op.job,
+        object_type=op.object_type,
+        object_id=op.object_id,
+        document_number=getattr(document, "number", "") or getattr(document, "reference", "") or "",
+        external_id=op.external_id,
+        currency=getattr(document, "currency", "") or "",
+        amount_at_risk=amount,
+        details={"operation": op.pk, "idempotency_key": op.idempotency_key, **(details or {})},
+    )
+
+
+def _duplicate_exception(op: PushOperation, ref: RemoteRef, other: Binding | None) -> None:
+    _exception(
+        op,
+        Kind.DUPLICATE,
+        f"{op.object_type.replace('_', ' ').capitalize()} {op.reference}: the destination's "
+        f"{ref.external_id} already belongs to another document",
+        "Two documents share a reference in the destination. Set a number prefix on the mapping set, "
+        "or resolve the duplicate by hand.",
+        details={"external_id": ref.external_id, "bound_to": other.object_id if other else None},
+    )
+
+
+def _looked_up(connector: Any, op: PushOperation) -> RemoteRef | None:
+    if not op.reference:
+        return None
+    return connector.find_by_reference(op.object_type, op.reference)
+
+
+def _verified(connector: Any, op: PushOperation, payload: Any) -> RemoteRef | None:
+    """After a conflict on a retried update or void: did our earlier request land? Then it is done."""
+    try:
+        change = connector.fetch(op.object_type, op.external_id or _bound_id(op))
+    except NotFoundError:
+        return RemoteRef(external_id=op.external_id or _bound_id(op)) if op.operation != Op.UPDATE else None
+    if op.operation in (Op.VOID, Op.DELETE):
+        status = getattr(change.record, "status", "")
+        if change.deleted or status in GONE:
+            return RemoteRef(
+                external_id=change.external_id, remote_version=change.remote_version, raw=change.raw
+            )
+        return None
+    wanted = _strip(payload)
+    current = _unwrap(change.raw)
+    if mapping.payload_diff(wanted, current):
+        return None
+    return RemoteRef(external_id=change.external_id, remote_version=change.remote_version, raw=change.raw)
+
+
+def _strip(payload: Any) -> Any:
+    if isinstance(payload, dict):
+        return {k: _strip(v) for k, v in payload.items() if k not in VOLATILE_KEYS}
+    if isinstance(payload, list):
+        return [_strip(v) for v in payload]
+    return payload
+
+
+def _unwrap(raw: Any) -> Any:
+    """A record's body without the platform's envelope ({"Invoice": {...}}, {"Invoices": [x]})."""
+    if isinstance(raw, dict) and len(raw) <= 2:
+        for value in raw.values():
+            if isinstance(value, dict):
+                return value
+            if isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict):
+                return value[0]
+    return raw
+
+
+def _bound_id(op: PushOperation) -> str:
+    binding = Binding.objects.filter(
+        connection_id=op.connection_id, object_type=op.object_type, object_id=op.object_id
+    ).first()
+    return binding.external_id if binding else ""
+
+
+@dataclass
+class Prepared:
+    """One document ready to send: its operation, the exact payload and what the send needs."""
+
+    op: PushOperation
+    document: Any
+    record: Any
+    context: PushContext
+    payload: Any
+    binding: Binding | None = None
+
+
+def _send(connector: Any, item: Prepared) -> RemoteRef:
+    op, binding = item.op, item.binding
+    if op.operation == Op.CREATE:
+        if op.object_type == ObjectType.PAYMENT:
+            return connector.record_payment(item.record, item.context, idempotency_key=op.idempotency_key)
+        return connector.create(op.object_type, item.payload, idempotency_key=op.idempotency_key)
+    assert binding is not None
+    if op.operation == Op.UPDATE:
+        return connector.update(
+            op.object_type,
+            binding.external_id,
+            item.payload,
+            remote_version=binding.remote_version,
+            idempotency_key=op.idempotency_key,
+        )
+    if op.operation == Op.VOID:
+        method = connector.void if connector.supports(op.object_type, "void") else connector.delete
+        return method(
+            op.object_type,
+            binding.external_id,
+            remote_version=binding.remote_version,
+            idempotency_key=op.idempotency_key,
+        )
+    if op.operation == Op.ALLOCATE:
+        refs = connector.allocate_credit_note(
+            binding.external_id, item.record, item.context, idempotency_key=op.idempotency_key
+        )
+        return RemoteRef(
+            external_id=binding.external_id,
+            remote_version=binding.remote_version,
+            raw={"allocations": [r.external_id for r in refs]},
+        )
+    raise ValueError(f"unknown operation {op.operation}")
+
+
+def execute(connector: Any, item: Prepared, report: PushReport) -> None:
+    """Send one operation under the protocol in the module docstring."""
+    op = item.op
+    if op.operation in (Op.CREATE,) and _unsettled(op):
+        found = _looked_up(connector, op)
+        if found is not None:
+            _succeed(op, found)
+            report.count("created")
+            return
+    if not _begin(op, item.payload):
+        report.count("skipped")
+        return
+    crash_point("before_request", op)
+    try:
+        ref = _send(connector, item)
+    except UncertainError as exc:
+        _settle(op, State.UNCERTAIN, str(exc))
+        report.count("failed")
+        report.messages.append(f"{op}: outcome unknown, verified by lookup before any retry")
+        return
+    except RetryableError as exc:
+        _settle(op, State.RETRY_SCHEDULED, str(exc), delay=exc.retry_after or RETRY_DELAY.total_seconds())
+        raise PushPaused(f"{op.connection} asked us to wait: {exc}", exc.retry_after) from exc
+    except ConflictError as exc:
+        verified = _verified(connector, op, item.payload) if op.attempts > 1 else None
+        if verified is not None:
+            _succeed(op, verified, deleted=op.operation == Op.DELETE)
+            report.count("updated")
+            return
+        _settle(op, State.FAILED, str(exc))
+        _exception(
+            op,
+            Kind.CONFLICT,
+            f"{document_label(op.object_type, item.document)} changed in the destination since it was "
+            "last written",
+            f"{exc} Nothing was overwritten. Compare the two, then re-push or accept the destination's "
+            "version with an override.",
+            document=item.document,
+        )
+        report.count("failed")
+        return
+    except NotFoundError as exc:
+        if op.operation in (Op.VOID, Op.DELETE):
+            _succeed(
+                op, RemoteRef(external_id=item.binding.external_id if item.binding else ""), deleted=True
+            )
+            report.count("updated")
+            return
+        _fail(op, item, exc, report)
+        return
+    except PermanentError as exc:
+        _fail(op, item, exc, report)
+        return
+    crash_point("after_write", op)
+    _succeed(op, ref, deleted=op.operation == Op.DELETE)
+    crash_point("after_commit", op)
+    report.count("created" if op.operation == Op.CREATE else "updated")
+
+
+def _fail(op: PushOperation, item: Prepared, exc: ConnectorError, report: PushReport) -> None:
+    _settle(op, State.FAILED, str(exc))
+    details: dict[str, Any] = {"error": str(exc)}
+    if isinstance(exc, ValidationError):
+        details.update(field=exc.field, value=str(exc.value))
+    _exception(
+        op,
+        Kind.SYNC_FAILURE,
+        f"{document_label(op.object_type, item.document)} was refused by {op.connection}",
+        f"{exc}. Fix the document or its mapping, then use 'Retry failed items' on the job.",
+        document=item.document,
+        details=details,
+    )
+    report.count("failed")
+
+
+def execute_batch(connector: Any, items: Sequence[Prepared], report: PushReport) -> None:
+    """Creates sent several to a request (Xero 50 a call, QuickBooks batches of 30), same protocol."""
+    fresh = [item for item in items if not _unsettled(item.op)]
+    for item in items:
+        if item not in fresh:
+            execute(connector, item, report)
+    started = [item for item in fresh if _begin(item.op, item.payload)]
+    if not started:
+        return
+    object_type = started[0].op.object_type
+    key = hashlib.sha256("".join(item.op.idempotency_key for item in started).encode()).hexdigest()[:40]
+    for item in started:
+        crash_point("before_request", item.op)
+    try:
+        results = connector.create_many(object_type, [item.payload for item in started], idempotency_key=key)
+    except UncertainError as exc:
+        for item in started:
+            _settle(item.op, State.UNCERTAIN, str(exc))
+            report.count("failed")
+        return
+    except RetryableError as exc:
+        for item in started:
+            _settle(item.op, State.RETRY_SCHEDULED, str(exc), delay=exc.retry_after or 60)
+        raise PushPaused(f"{started[0].op.connection} asked us to wait: {exc}", exc.retry_after) from exc
+    except PermanentError as exc:
+        for item in started:
+            _fail(item.op, item, exc, report)
+        return
+    for item, result in zip(started, results, strict=True):
+        if isinstance(result, ConnectorError):
+            _fail(item.op, item, result, report)
+            continue
+        crash_point("after_write", item.op)
+        _succeed(item.op, result)
+        crash_point("after_commit", item.op)
+        report.count("created")
+
+
+# --- preparing documents ------------------------------------------------------------------------------
+class Pusher:
+    """One push run of one profile: the mapping snapshot, the connector and the dependencies so far."""
+
+    def __init__(self, profile: SyncProfile, job: SyncJob | None = None, *, dry_run: bool = False) -> None:
+        self.profile = profile
+        self.job = job
+        self.dry_run = dry_run
+        self.connector = profile.destination.connector()
+        self.table = mapping_table(profile)
+        self.report = PushReport()
+        self.customer_ids: dict[int, str] = {}
+
+    # references: what a lookup after a crash finds the document by
+    def reference(self, object_type: str, document: Any) -> str:
+        if object_type == ObjectType.CUSTOMER:
+            if self.connector.customer_reference_is_name:
+                return document.name
+            return f"LL-C{document.pk}"
+        if object_type == ObjectType.PAYMENT:
+            return f"LL{self.profile.pk}-P{document.pk}"
+        return mapping.document_number(document.number, self.table)
+
+    # --- dependencies: customers
+    def customer_id(self, customer: Customer) -> str:
+        """The destination's id for the customer: bound, mapped, matched, or created now."""
+        if customer.pk in self.customer_ids:
+            return self.customer_ids[customer.pk]
+        binding = Binding.objects.filter(
+            connection_id=self.profile.destination_id, object_type=ObjectType.CUSTOMER, object_id=customer.pk
+        ).first()
+        found = binding.external_id if binding else ""
+        if not found:
+            found, how = mapping.customer_match(
+                name=customer.name, email=customer.email, tax_number=customer.tax_number, table=self.table
+            )
+            if found and not self.dry_run:
+                Binding.objects.get_or_create(
+                    connection_id=self.profile.destination_id,
+                    object_type=ObjectType.CUSTOMER,
+                    object_id=customer.pk,
+                    defaults={"external_id": found, "external_number": how, "document_version": 1},
+                )
+        if not found and not self.dry_run:
+            found = self._customer_create(customer)
+        self.customer_ids[customer.pk] = found
+        return found
+
+    def _customer_create(self, customer: Customer) -> str:
+        reference = self.reference(ObjectType.CUSTOMER, customer)
+        op = _operation(self.profile, ObjectType.CUSTOMER, customer, Op.CREATE, reference, self.job)
+        if op.state == State.SUCCEEDED:
+            return op.external_id
+        record = customer_record(customer)
+        context = PushContext(reference=f"LL-C{customer.pk}")
+        try:
+            payload = self.connector.render(ObjectType.CUSTOMER, record, context)
+        except ValidationError as exc:
+            _settle(op, State.BLOCKED, str(exc))
+            return ""
+        execute(self.connector, Prepared(op, customer, record, context, payload), self.report)
+        op.refresh_from_db()
+        return op.external_id if op.state == State.SUCCEEDED else ""
+
+    def invoice_ids(self, documents: Iterable[Invoice]) -> dict[str, str]:
+        by_pk = {invoice.pk: invoice.number for invoice in documents}
+        bound = Binding.objects.filter(
+            connection_id=self.profile.destination_id,
+            object_type=ObjectType.INVOICE,
+            object_id__in=list(by_pk),
+            remote_deleted=False,
+        ).values_list("object_id", "external_id")
+        return {by_pk[pk]: external for pk, external in bound}
+
+    # --- per type
+    def context_for(
+        self, object_type: str, document: Any, problems: list[mapping.MappingProblem]
+    ) -> PushContext:
+        reference = self.reference(object_type, document)
+        if object_type == ObjectType.PAYMENT:
+            return self._payment_context(document, reference, problems)
+        lines, line_problems = mapping.line_context(document.lines.all(), self.table)
+        problems += line_problems
+        customer_id = self.customer_id(document.customer)
+        if not customer_id and not self.dry_run:
+            problems.append(
+                mapping.MappingProblem(
+                    "customer",
+                    document.customer.name,
+                    "customer",
+                    f"customer {document.customer.name!r} is not in the destination and could not be created",
+                )
+            )
+        invoice_ids = {}
+        if object_type == ObjectType.CREDIT_NOTE:
+            invoices = [a.invoice for a in document.allocations.all()]
+            if document.original_invoice:
+                invoices.append(document.original_invoice)
+            invoice_ids = self.invoice_ids(invoices)
+        return PushContext(
+            reference=reference,
+            number=reference,
+            customer_id=customer_id or (f"(new: {document.customer.name})" if self.dry_run else ""),
+            lines=lines,
+            invoice_ids=invoice_ids,
+        )
+
+    def _payment_context(
+        self, payment: Payment, reference: str, problems: list[mapping.MappingProblem]
+    ) -> PushContext:
+        allocations = list(payment.allocations.all())
+        invoice_ids = self.invoice_ids([a.invoice for a in allocations])
+        for allocation in allocations:
+            if allocation.invoice.number not in invoice_ids:
+                problems.append(
+                    mapping.MappingProblem(
+                        "invoice",
+                        allocation.invoice.number,
+                        "allocation",
+                        f"invoice {allocation.invoice.number} is not in the destination yet; the payment "
+                        "follows it",
+                    )
+                )
+        # a destination that needs a deposit account says so when rendering (QuickBooks does not: it
+        # defaults to Undeposited Funds), and prepare() turns that into a payment-method mapping problem
+        deposit, _ = mapping.deposit_account(payment.method, self.table)
+        customer_id = ""
+        if payment.customer:
+            customer_id = self.customer_id(payment.customer)
+        elif allocations:
+            customer_id = self.customer_id(allocations[0].invoice.customer)
+        return PushContext(
+            reference=reference,
+            number=reference,
+            customer_id=customer_id,
+            deposit_account=deposit,
+            invoice_ids=invoice_ids,
+        )
+
+    def record_for(self, object_type: str, document: Any) -> Any:
+        if object_type == ObjectType.INVOICE:
+            return invoice_record(document)
+        if object_type == ObjectType.CREDIT_NOTE:
+            return credit_note_record(document)
+        if object_type == ObjectType.PAYMENT:
+            return payment_record(document)
+        return customer_record(document)
+
+    def prepare(self, object_type: str, document: Any, operation: str, binding: Binding | None) -> Any:
+        """(record, context, payload) or raise MappingBlocked naming what is missing."""
+        problems: list[mapping.MappingProblem] = []
+        record = self.record_for(object_type, document)
+        if operation in (Op.VOID, Op.DELETE):
+            return record, PushContext(reference=self.reference(object_type, document)), None
+        if object_type == ObjectType.CUSTOMER:
+            context = PushContext(reference=f"LL-C{document.pk}")
+        else:
+            context = self.context_for(object_type, document, problems)
+        if object_type == ObjectType.PAYMENT and not document.allocations.all():
+            raise Unmatched(document)
+        if problems:
+            raise mapping.MappingBlocked(problems)
+        try:
+            payload = self.connector.render(object_type, record, context)
+        except ValidationError as exc:
+            if exc.field == "deposit_account":
+                method = getattr(document, "method", "") or "(empty)"
+                problem = mapping.MappingProblem(
+                    "payment_method",
+                    method,
+                    "payment method",
+                    f"no deposit account mapped for payment method {method!r}",
+                )
+            else:
+                problem = mapping.MappingProblem(exc.field or "field", str(exc.value), "document", str(exc))
+            raise mapping.MappingBlocked([problem]) from exc
+        return record, context, payload
+
+    def blocked(self, op: PushOperation, document: Any, exc: mapping.MappingBlocked) -> None:
+        _settle(op, State.BLOCKED, str(exc))
+        problems = [problem.as_dict() for problem in exc.problems]
+        where = mapping_url(self.profile)
+        _exception(
+            op,
+            Kind.MAPPING_MISSING,
+            f"{document_label(op.object_type, document)} is waiting: {exc.problems[0].message}",
+            f"{exc}. Add the mapping at {where}; the document goes through on the next run.",
+            document=document,
+            severity=Severity.MEDIUM,
+            details={"problems": problems, "mapping_url": where},
+        )
+        self.report.count("blocked")
+
+    def unmatched(self, op: PushOperation, payment: Payment) -> None:
+        _settle(op, State.BLOCKED, "the payment matches no invoice")
+        exception_record(
+            kind=Kind.UNMATCHED_PAYMENT,
+            fingerprint=exception_fingerprint(Kind.UNMATCHED_PAYMENT, op.profile_id, "payment", payment.pk),
+            title=f"Payment {payment.reference} matches no invoice; not pushed as an unapplied credit",
+            message="Apply it to an invoice at the source, or propose an override.",
+            severity=Severity.HIGH,
+            connection=self.profile.source,
+            job=self.job,
+            object_type=ObjectType.PAYMENT,
+            object_id=payment.pk,
+            document_number=payment.reference,
+            currency=payment.currency,
+            amount_at_risk=payment.amount,
+        )
+        self.report.count("blocked")
+
+    # --- the run
+    def run(
+        self, *, date_range: tuple[date, date] | None = None, progress: Callable[[int], None] | None = None
+    ) -> PushReport:
+        wanted = set(self.profile.object_types or [])
+        for object_type in ORDER:
+            if object_type not in wanted:
+                continue
+            for page in _pages(candidates(self.profile, object_type, date_range=date_range)):
+                self.push_page(object_type, page)
+                if progress is not None:
+                    progress(len(page))
+            if object_type == ObjectType.CREDIT_NOTE:
+                self.allocations_push()
+        return self.report
+
+    def push_page(self, object_type: str, documents: Sequence[Any]) -> None:
+        bindings = {
+            b.object_id: b
+            for b in Binding.objects.filter(
+                connection_id=self.profile.destination_id,
+                object_type=object_type,
+                object_id__in=[d.pk for d in documents],
+            )
+        }
+        batch: list[Prepared] = []
+        for document in documents:
+            self.report.seen += 1
+            binding = bindings.get(document.pk)
+            operation = _operation_for(object_type, document, binding)
+            if operation is None:
+                self.report.count("skipped")
+                continue
+            if operation == Op.UPDATE and not self.connector.supports(object_type, "update"):
+                self._mark_pushed(object_type, document, binding)
+                self.report.count("skipped")
+                continue
+            reference = self.reference(object_type, document)
+            op = _operation(self.profile, object_type, document, operation, reference, self.job)
+            if op.state in (State.SUCCEEDED, State.FAILED, State.SUPERSEDED):
+                self.report.count("skipped" if op.state != State.FAILED else "failed")
+                continue
+            try:
+                record, context, payload = self.prepare(object_type, document, operation, binding)
+            except mapping.MappingBlocked as exc:
+                self.blocked(op, document, exc)
+                continue
+            except Unmatched:
+                self.unmatched(op, document)
+                continue
+            item = Prepared(op, document, record, context, payload, binding)
+            if operation == Op.CREATE and self._batchable(object_type):
+                batch.append(item)
+            else:
+                execute(self.connector, item, self.report)
+        if batch:
+            limit = self.connector.batch_limit
+            for start in range(0, len(batch), limit):
+                execute_batch(self.connector, batch[start : start + limit], self.report)
+
+    def _batchable(self, object_type: str) -> bool:
+        return (
+            object_type in (ObjectType.INVOICE, ObjectType.CREDIT_NOTE)
+            and hasattr(self.connector, "create_many")
+            and getattr(self.connector, "batch_limit", 1) > 1
+        )
+
+    def _mark_pushed(self, object_type: str, document: Any, binding: Binding | None) -> None:
+        if binding is not None:
+            binding.document_version = getattr(document, "row_version", 1)
+            binding.save(update_fields=["document_version", "last_synced_at"])
+
+    def allocations_push(self) -> None:
+        """Credit notes already in the destination, applied to their invoices there (after both exist)."""
+        if not hasattr(self.connector, "allocate_credit_note"):
+            return
+        pushed = Binding.objects.filter(
+            connection_id=self.profile.destination_id, object_type=ObjectType.CREDIT_NOTE
+        ).values("object_id")
+        notes = (
+            CreditNote.objects.filter(source_connection_id=self.profile.source_id, pk__in=pushed)
+            .filter(allocations__isnull=False)
+            .exclude(status__in=GONE)
+            .distinct()
+            .prefetch_related("allocations__invoice", "lines")
+            .select_related("customer", "original_invoice")
+        )
+        done = set(
+            PushOperation.objects.filter(
+                profile=self.profile, operation=Op.ALLOCATE, state=State.SUCCEEDED
+            ).values_list("idempotency_key", flat=True)
+        )
+        bindings = {
+            b.object_id: b
+            for b in Binding.objects.filter(
+                connection_id=self.profile.destination_id, object_type=ObjectType.CREDIT_NOTE
+            )
+        }
+        for note in notes:
+            key = operation_key(
+                self.profile.pk, ObjectType.CREDIT_NOTE, note.pk, note.row_version, Op.ALLOCATE
+            )
+            if key in done:
+                continue
+            op = _operation(
+                self.profile,
+                ObjectType.CREDIT_NOTE,
+                note,
+                Op.ALLOCATE,
+                self.reference("credit_note", note),
+                self.job,
+            )
+            if op.state in (State.SUCCEEDED, State.FAILED):
+                continue
+            record = credit_note_record(note)
+            invoice_ids = self.invoice_ids([a.invoice for a in note.allocations.all()])
+            missing = [
+                a.invoice.number for a in note.allocations.all() if a.invoice.number not in invoice_ids
+            ]
+            if missing:
+                self.blocked(
+                    op,
+                    note,
+                    mapping.MappingBlocked(
+                        [
+                            mapping.MappingProblem(
+                                "invoice", n, "allocation", f"invoice {n} is not in the destination yet"
+                            )
+                            for n in missing
+                        ]
+                    ),
+                )
+                continue
+            context = PushContext(reference=op.reference, invoice_ids=invoice_ids)
+            execute(
+                self.connector, Prepared(op, note, record, context, None, bindings.get(note.pk)), self.report
+            )
+
+
+class Unmatched(Exception):
+    def __init__(self, payment: Payment) -> None:
+        super().__init__(f"payment {payment.reference} matches no invoice")
+        self.payment = payment
+
+
+def push_run(
+    profile: SyncProfile,
+    job: SyncJob | None = None,
+    *,
+    date_range: tuple[date, date] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PushReport:
+    return Pusher(profile, job).run(date_range=date_range, progress=progress)
+
+
+def operations_reset(operations: Iterable[PushOperation]) -> int:
+    """Failed operations made ready to send again ("retry failed items"); a lookup still comes first."""
+    ids = [op.pk for op in operations if op.state in (State.FAILED, State.BLOCKED, State.UNCERTAIN)]
+    return PushOperation.objects.filter(pk__in=ids).update(
+        state=State.RETRY_SCHEDULED, next_attempt_at=None, updated_at=timezone.now()
+    )
