@@ -19,6 +19,7 @@ from sync.models import (
     ObjectType,
     Payment,
     PushOperation,
+    ReferenceData,
     SyncAttempt,
 )
 
@@ -182,3 +183,13 @@ def exceptions_unbound(query: str, *, limit: int = 50) -> list[Any]:
             state__in=ReconciliationException.OPEN_STATES,
         ).order_by("-last_seen_at", "-id")[:limit]
     )
+
+
+def reference_data_by_kind(*, connection_id: int | None) -> dict[str, dict[str, ReferenceData]]:
+    """A connection's reference data, kind -> code -> row, in display order (one query)."""
+    by_kind: dict[str, dict[str, ReferenceData]] = defaultdict(dict)
+    if connection_id is None:
+        return {}
+    for ref in ReferenceData.objects.filter(connection_id=connection_id).order_by("kind", "name", "code"):
+        by_kind[ref.kind][ref.code] = ref
+    return dict(by_kind)
