@@ -253,6 +253,18 @@ REST_FRAMEWORK = {
 SANDBOX_ENABLED = env_bool("SANDBOX_ENABLED", False)
 # Address the sandboxes are reached at by the connectors (the demo connections' base URLs).
 SANDBOX_BASE_URL = env.str("SANDBOX_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# The sandboxes' rate-limit periods times this (0.1: "60 a minute" becomes "60 in 6 seconds"), so tests and
+# benchmarks meet the real limits in less time. Connections squeeze their side with the option
+# `rate_limit_period_scale`.
+SANDBOX_RATE_PERIOD_SCALE = env.float("SANDBOX_RATE_PERIOD_SCALE", default=1.0)
+
+# The sync engine. A pull re-reads this many seconds before its cursor (records stamped out of order or
+# written while the last pull ran are not lost; reading one twice costs nothing).
+SYNC_PULL_OVERLAP_SECONDS = env_int("SYNC_PULL_OVERLAP_SECONDS", 300, minimum=0)
+# A running job renews its lease after every page; a job whose lease ran out has lost its worker.
+SYNC_JOB_LEASE_SECONDS = env_int("SYNC_JOB_LEASE_SECONDS", 300, minimum=30)
+# A queued job nobody picked up within this many seconds gets its doorbell rung again by the reaper.
+SYNC_JOB_REQUEUE_SECONDS = env_int("SYNC_JOB_REQUEUE_SECONDS", 120, minimum=10)
 
 # Password given to demo users that `load_demo` creates (never use the demo users in production).
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="ledgerlink-demo")

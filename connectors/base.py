@@ -322,6 +322,16 @@ class RateLimit:
     concurrent: bool = False
 
 
+def limits_scaled(limits: tuple[RateLimit, ...], factor: float) -> tuple[RateLimit, ...]:
+    """The same limits over periods `factor` times as long (a sandbox or benchmark squeezes them: 0.1
+    makes "60 a minute" into "60 in 6 seconds"). Concurrency limits are left as they are."""
+    if factor == 1:
+        return limits
+    return tuple(
+        RateLimit(limit.name, limit.limit, limit.period * factor, limit.concurrent) for limit in limits
+    )
+
+
 @dataclass(frozen=True)
 class OAuthConfig:
     authorize_url: str

@@ -33,6 +33,7 @@ from connectors.base import (
     RetryableError,
     UncertainError,
     ValidationError,
+    limits_scaled,
 )
 from connectors.ratelimit import RateLimiter
 from connectors.recording import exchange_record
@@ -80,8 +81,14 @@ class HttpClient:
         self.session = session or requests.Session()
         self.sleep = sleep
         self.limiter = limiter or RateLimiter(
-            self.limiter_key(), self.rate_limits, sleep=sleep, max_wait=self.max_inline_wait
+            self.limiter_key(), self.scaled(self.rate_limits), sleep=sleep, max_wait=self.max_inline_wait
         )
+
+    def scaled(self, limits: tuple[RateLimit, ...]) -> tuple[RateLimit, ...]:
+        """The platform's limits, squeezed into shorter periods when the connection's
+        `rate_limit_period_scale` option says so (sandboxes and benchmarks only)."""
+        options = getattr(self.connection, "options", None) or {}
+        return limits_scaled(limits, float(options.get("rate_limit_period_scale", 1)))
 
     # --- hooks ----------------------------------------------------------------------------------------
     def limiter_key(self) -> str:

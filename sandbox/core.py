@@ -3,7 +3,9 @@
 A platform module (`sandbox/<platform>.py`, listed in `PLATFORMS`) provides:
     PLATFORM, RATE_LIMITS, authenticate(request) -> account, rate_limited(wait, limit) -> response,
     server_error() -> response, ROUTES (list of Route), seed(account)
-and, for OAuth platforms, OAUTH_CALLBACK_EXTRAS(account) -> dict, ACCESS_TOKEN_SECONDS, DEFAULT_ACCOUNT.
+and, for OAuth platforms, OAUTH_CALLBACK_EXTRAS(account) -> dict, ACCESS_TOKEN_SECONDS, DEFAULT_ACCOUNT;
+optionally route_rate_limits(method, path) -> (scope, limits) | None: limits one kind of request is held
+to on top of RATE_LIMITS (QuickBooks' batch requests), counted under their own key `<account key>:<scope>`.
 
 Each request goes: fault injection (latency / 5xx before the work), authentication, the platform's rate
 limits (shared by all server processes through the same limiter the connectors use), the route in one
@@ -25,12 +27,13 @@ from importlib import import_module
 from types import ModuleType
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from connectors.base import RateLimit
+from connectors.base import RateLimit, limits_scaled
 from connectors.ratelimit import DatabaseStore, admit
 from sandbox.models import (
     SandboxCounter,
@@ -346,12 +349,17 @@ def _fault_for(platform: str, method: str, path: str) -> SandboxFault | None:
     return None
 
 
+def _limits_key(platform: str, account: str, scope: str = "") -> str:
+    return f"sandbox:{platform}:{account}" + (f":{scope}" if scope else "")
+
+
 def _limits_admit(
-    platform: str, account: str, limits: tuple[RateLimit, ...], token: str
+    platform: str, account: str, limits: tuple[RateLimit, ...], token: str, scope: str = ""
 ) -> tuple[float, Any]:
     store = DatabaseStore()
     now = time.time()
     result: dict[str, Any] = {}
+    limits = limits_scaled(limits, float(getattr(settings, "SANDBOX_RATE_PERIOD_SCALE", 1)))
 
     def change(state: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         wait, new_state = admit(
@@ -374,16 +382,46 @@ def _limits_admit(
                     break
         return wait, new_state
 
-    wait = store.update(f"sandbox:{platform}:{account}", change)
+    wait = store.update(_limits_key(platform, account, scope), change)
     return wait, result.get("limit")
 
 
-def _release(platform: str, account: str, token: str) -> None:
+def _release(platform: str, account: str, token: str, scope: str = "") -> None:
     def change(state: dict[str, Any]) -> tuple[None, dict[str, Any]]:
         state.get("inflight", {}).pop(token, None)
         return None, state
 
-    DatabaseStore().update(f"sandbox:{platform}:{account}", change)
+    DatabaseStore().update(_limits_key(platform, account, scope), change)
+
+
+def _admit_request(
+    module: ModuleType, platform: str, account: str, method: str, path: str, token: str
+) -> tuple[float, Any, list[tuple[str, tuple[RateLimit, ...]]]]:
+    """Admit one request against the route's own limits (if any), then the platform's; (wait, the limit
+    that refused, the (scope, limits) that admitted it, whose concurrency slots are to be released)."""
+    checks: list[tuple[str, tuple[RateLimit, ...]]] = []
+    route_limits = getattr(module, "route_rate_limits", None)
+    extra = route_limits(method, path) if route_limits else None
+    if extra and extra[1]:
+        checks.append((extra[0], tuple(extra[1])))
+    if module.RATE_LIMITS:
+        checks.append(("", tuple(module.RATE_LIMITS)))
+    admitted: list[tuple[str, tuple[RateLimit, ...]]] = []
+    for scope, limits in checks:
+        wait, limit = _limits_admit(platform, account, limits, token, scope)
+        if wait > 0:
+            _release_all(platform, account, token, admitted)
+            return wait, limit, []
+        admitted.append((scope, limits))
+    return 0.0, None, admitted
+
+
+def _release_all(
+    platform: str, account: str, token: str, admitted: list[tuple[str, tuple[RateLimit, ...]]]
+) -> None:
+    for scope, limits in admitted:
+        if any(limit.concurrent for limit in limits):
+            _release(platform, account, token, scope)
 
 
 def dispatch(request: HttpRequest, platform: str, path: str) -> HttpResponse:
@@ -409,16 +447,14 @@ def dispatch(request: HttpRequest, platform: str, path: str) -> HttpResponse:
             response = exc.response()
     if response is None:
         token = secrets.token_hex(8)
-        limits = tuple(module.RATE_LIMITS)
-        wait, limit = _limits_admit(platform, account, limits, token) if limits else (0.0, None)
+        wait, limit, admitted = _admit_request(module, platform, account, method, path, token)
         if wait > 0:
             response = module.rate_limited(wait, limit)
         else:
             try:
                 response = _route(module, request, account, method, path)
             finally:
-                if any(limit.concurrent for limit in limits):
-                    _release(platform, account, token)
+                _release_all(platform, account, token, admitted)
     SandboxHit.objects.create(
         platform=platform, account=account, method=method, path=path, status=response.status_code, at=arrived
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import ClassVar, Any
+from typing import Any, ClassVar
 
 from connectors.base import (
     AuthNeededError,
@@ -97,7 +97,11 @@ class XeroConnector(Connector):
     default_base_url = PRODUCTION_API_ROOT
     rate_limits = RATE_LIMITS
     line_mapping: ClassVar[dict[str, str]] = {"account": "required", "tax_code": "taxed", "item": "optional"}
-    reference_kinds: ClassVar[dict[str, str]] = {"account": "accounts", "tax_code": "tax_rates", "item": "items"}
+    reference_kinds: ClassVar[dict[str, str]] = {
+        "account": "accounts",
+        "tax_code": "tax_rates",
+        "item": "items",
+    }
     reference_key = "code"
     batch_limit = 50
 

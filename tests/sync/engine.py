@@ -23,7 +23,7 @@ CUSTOMERS = (
 )
 
 
-def destination(platform: str, server_url: str, *, seed: bool = True) -> Connection:
+def destination(platform: str, server_url: str, *, seed: bool = True, scale: float = 1) -> Connection:
     account = REALM if platform == "quickbooks" else TENANT
     if seed:
         core.seed(platform, account)
@@ -35,7 +35,7 @@ def destination(platform: str, server_url: str, *, seed: bool = True) -> Connect
             role=Connection.Role.DESTINATION,
             base_url=f"{server_url}/sandbox/quickbooks/v3",
             credentials={"token": token, "client_id": "a", "client_secret": "b"},
-            options={"realmId": account, "home_currency": "GBP"},
+            options={"realmId": account, "home_currency": "GBP", "rate_limit_period_scale": scale},
         )
     return ConnectionFactory(
         name=f"Xero {account}",
@@ -43,7 +43,7 @@ def destination(platform: str, server_url: str, *, seed: bool = True) -> Connect
         role=Connection.Role.DESTINATION,
         base_url=f"{server_url}/sandbox/xero/api.xro/2.0",
         credentials={"token": token, "client_id": "a", "client_secret": "b"},
-        options={"tenant_id": account},
+        options={"tenant_id": account, "rate_limit_period_scale": scale},
     )
 
 
@@ -98,10 +98,12 @@ def source_with_invoices(count: int, *, start: int = 0) -> tuple[Connection, lis
     return source, records
 
 
-def mapped_profile(source: Connection, dest: Connection, *, object_types=("invoice",), **extra) -> SyncProfile:
+def mapped_profile(
+    source: Connection, dest: Connection, *, object_types=("invoice",), prefix: str = "", **extra
+) -> SyncProfile:
     """A profile with a mapping set that maps everything the test documents use."""
     reference_data_refresh(dest)
-    mapping = MappingSet.objects.create(name=f"Mapping to {dest.name}", destination=dest)
+    mapping = MappingSet.objects.create(name=f"Mapping to {dest.name}", destination=dest, number_prefix=prefix)
 
     def code(kind: str, **lookup) -> str:
         return ReferenceData.objects.get(connection=dest, kind=kind, **lookup).code
@@ -130,3 +132,12 @@ def mapped_profile(source: Connection, dest: Connection, *, object_types=("invoi
         mapping_set=mapping,
         **extra,
     )
+
+
+def live_records(platform: str, kind: str) -> list[dict]:
+    """What the sandbox destination holds of one kind, deleted records left out."""
+    from sandbox.models import SandboxRecord
+
+    account = REALM if platform == "quickbooks" else TENANT
+    rows = SandboxRecord.objects.filter(platform=platform, account=account, kind=kind, deleted=False)
+    return [row.data for row in rows]
