@@ -7,6 +7,10 @@ goes up on every change and a stale one is refused (5010); Amount must equal Qty
 void zeroes the amounts and prepends "Voided" to PrivateNote; payments lower invoice balances and show
 up in the invoice's LinkedTxn; a repeated `requestid` gets the first answer again; deleted records leave
 only `{"Id", "status": "Deleted"}` behind, for CDC.
+
+`POST .../batch` creates up to 30 documents (`BatchItemRequest` items, create only) with the same rules,
+each item on its own (a refused item is a `Fault` in its place in `BatchItemResponse`, the others are
+saved); a batch is one request against the realm's limits and one of the 40 batch requests a minute.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone as django_timezone
 
@@ -32,6 +37,13 @@ RATE_LIMITS = (
     RateLimit("requests per minute per realm", 500, 60.0),
     RateLimit("concurrent requests per realm", 10, concurrent=True),
 )
+# batch requests only, on top of RATE_LIMITS (blogs.intuit.com 2023-07-19: 30 payloads, 40 batches a minute)
+BATCH_RATE_LIMITS = (RateLimit("batch requests per minute per realm", 40, 60.0),)
+BATCH_MAX_ITEMS = 30
+# blogs.intuit.com 2015-04-06: a batch's requestid is at most 36 characters, and then each bId at most 10
+BATCH_REQUEST_ID_MAX = 36
+BATCH_ID_MAX = 10
+BATCH_KEYS = frozenset({"bId", "operation", "optionsData"})
 HOME_CURRENCY = "GBP"
 # units of home currency per unit of the foreign currency
 EXCHANGE_RATES = {"GBP": "1", "USD": "0.79", "EUR": "0.85", "JPY": "0.0052", "KWD": "2.58"}
@@ -582,6 +594,85 @@ def _write(request: HttpRequest, account: str, match: re.Match[str]) -> HttpResp
     return response
 
 
+# --- batch ----------------------------------------------------------------------------------------------
+def route_rate_limits(method: str, path: str) -> tuple[str, tuple[RateLimit, ...]] | None:
+    """The name sandbox.core looks for: batch requests also count against the batch limit."""
+    if method == "POST" and re.match(_COMPANY + r"batch$", path):
+        return "batch", BATCH_RATE_LIMITS
+    return None
+
+
+def _too_long(field: str, value: str, most: int) -> core.SandboxError:
+    # the shape Intuit gives a requestid that is too long, on every item of the batch
+    detail = (
+        f"You cannot enter more than {most} characters in the {field} field. "
+        f"You tried entering {value[:10]}..., which is {len(value)} characters."
+    )
+    return _business(detail, field)
+
+
+def _batch_item(account: str, item: Any, request_id: str) -> dict[str, Any]:
+    """One BatchItemResponse item: the entity created, or the Fault that refused it (nothing saved)."""
+    bid = str(item.get("bId") or "") if isinstance(item, dict) else ""
+    try:
+        if not isinstance(item, dict):
+            raise _invalid("a BatchItemRequest item must be an object", "BatchItemRequest")
+        if not bid:
+            raise _missing("bId")
+        if len(request_id) > BATCH_REQUEST_ID_MAX:
+            raise _too_long("request_id", request_id, BATCH_REQUEST_ID_MAX)
+        if request_id and len(bid) > BATCH_ID_MAX:
+            raise _too_long("bId", bid, BATCH_ID_MAX)
+        operation = str(item.get("operation") or "").lower()
+        names = [key for key in item if key not in BATCH_KEYS]
+        if operation != "create":
+            what = operation or (names[0] if names else "(none)")
+            raise _invalid(f"Operation {what} is not supported in a batch by this sandbox", "operation")
+        entity = names[0] if len(names) == 1 else ""
+        if entity not in FIELDS:
+            raise _invalid(
+                f"a create item needs one entity of {', '.join(FIELDS)}: {names}", "BatchItemRequest"
+            )
+        body = item[entity]
+        if not isinstance(body, dict):
+            raise _invalid(f"The {entity} is not a JSON object", entity)
+        with transaction.atomic():  # a refused item leaves nothing behind; the others are kept
+            return {"bId": bid, entity: _create(account, entity, body)}
+    except core.SandboxError as exc:
+        fault = exc.body.get("Fault") if isinstance(exc.body, dict) else None
+        return {"bId": bid, "Fault": fault or {"Error": [], "type": "ValidationFault"}}
+
+
+def _batch(request: HttpRequest, account: str, match: re.Match[str]) -> HttpResponse:
+    request_id = request.GET.get("requestid", "")
+    print_ = core.fingerprint("batch")
+    if request_id:
+        stored = core.idempotency_lookup(PLATFORM, account, request_id, print_)
+        if stored is False:
+            raise _business(f"requestid {request_id} was already used for another request.", "requestid")
+        if stored is not None:
+            return core.stored_response(stored)
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise _invalid("The request body is not a JSON object")
+    items = body.get("BatchItemRequest")
+    if not isinstance(items, list) or not items:
+        raise _missing("BatchItemRequest")
+    if len(items) > BATCH_MAX_ITEMS:
+        # the whole request is refused; Intuit's exact code and wording are not documented [unverified]
+        detail = f"Batch can not have more than {BATCH_MAX_ITEMS} BatchItemRequest items: {len(items)} given"
+        raise _invalid(detail, "BatchItemRequest")
+    response = JsonResponse(
+        {"BatchItemResponse": [_batch_item(account, item, request_id) for item in items], "time": _stamp()}
+    )
+    if request_id:
+        core.idempotency_store(PLATFORM, account, request_id, print_, response)
+    return response
+
+
 # --- reads ----------------------------------------------------------------------------------------------
 def _company(account: str) -> dict[str, Any]:
     return {
@@ -776,6 +867,7 @@ ROUTES = [
     core.Route("GET", _COMPANY + r"query$", _query),
     core.Route("POST", _COMPANY + r"query$", _query),
     core.Route("GET", _COMPANY + r"cdc$", _cdc),
+    core.Route("POST", _COMPANY + r"batch$", _batch),
 ]
 
 

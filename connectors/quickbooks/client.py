@@ -219,7 +219,10 @@ class QuickBooksClient(OAuthHttpClient):
     ) -> None:
         super().__init__(connection, sleep=sleep, **kwargs)
         self.batch_limiter = batch_limiter or RateLimiter(
-            f"{self.limiter_key()}:batch", self.batch_rate_limits, sleep=sleep, max_wait=self.max_inline_wait
+            f"{self.limiter_key()}:batch",
+            self.scaled(self.batch_rate_limits),
+            sleep=sleep,
+            max_wait=self.max_inline_wait,
         )
 
     # --- where ------------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class QuickBooksConnector(Connector):
     reference_kinds: ClassVar[dict[str, str]] = {"account": "account", "tax_code": "tax_code", "item": "item"}
     reference_key = "id"
     customer_reference_is_name = True  # DisplayName is unique in QuickBooks and what find_by_reference reads
+    batch_limit = BATCH_MAX_ITEMS  # creates per batch request (create_many)
 
     @cached_property
     def client(self) -> QuickBooksClient:

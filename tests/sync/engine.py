@@ -103,7 +103,9 @@ def mapped_profile(
 ) -> SyncProfile:
     """A profile with a mapping set that maps everything the test documents use."""
     reference_data_refresh(dest)
-    mapping = MappingSet.objects.create(name=f"Mapping to {dest.name}", destination=dest, number_prefix=prefix)
+    mapping = MappingSet.objects.create(
+        name=f"Mapping to {dest.name}", destination=dest, number_prefix=prefix
+    )
 
     def code(kind: str, **lookup) -> str:
         return ReferenceData.objects.get(connection=dest, kind=kind, **lookup).code
@@ -123,7 +125,9 @@ def mapped_profile(
             (MappingRow.Kind.PAYMENT_METHOD, "*", "090"),
         ]
     for kind, source_value, target in rows:
-        MappingRow.objects.create(mapping_set=mapping, kind=kind, source_value=source_value, target_value=target)
+        MappingRow.objects.create(
+            mapping_set=mapping, kind=kind, source_value=source_value, target_value=target
+        )
     return SyncProfile.objects.create(
         name=f"{source.name} to {dest.name}",
         source=source,

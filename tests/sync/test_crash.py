@@ -64,7 +64,8 @@ def test_every_document_exists_once_after_random_crashes_and_recovery(live_serve
             new = [engine.invoice_record(i) for i in range(next_index, next_index + 3)]
             records_write(connection=source, records=new)
             records_write(
-                connection=source, records=[engine.payment_record(next_index + i, r) for i, r in enumerate(new)]
+                connection=source,
+                records=[engine.payment_record(next_index + i, r) for i, r in enumerate(new)],
             )
             next_index += 3
     finally:
@@ -81,7 +82,9 @@ def test_every_document_exists_once_after_random_crashes_and_recovery(live_serve
         Binding.objects.filter(connection=dest, object_type="invoice").values_list("object_id", "external_id")
     )
     for invoice in invoices:
-        assert numbers[f"LL-{invoice.number}"] == 1, f"{invoice.number}: {numbers[f'LL-{invoice.number}']} copies"
+        assert numbers[f"LL-{invoice.number}"] == 1, (
+            f"{invoice.number}: {numbers[f'LL-{invoice.number}']} copies"
+        )
         assert invoice.pk in bound
     payment_kind, payment_field = KINDS[platform]["payment"]
     references = Counter(r.get(payment_field) for r in engine.live_records(platform, payment_kind))

@@ -27,7 +27,9 @@ def test_a_push_creates_each_invoice_once_and_a_second_run_sends_nothing(live_se
     assert report.created == 6 + created_customers
     bindings = Binding.objects.filter(connection=dest, object_type="invoice")
     assert bindings.count() == 6
-    assert PushOperation.objects.filter(profile=profile, state="succeeded", object_type="invoice").count() == 6
+    assert (
+        PushOperation.objects.filter(profile=profile, state="succeeded", object_type="invoice").count() == 6
+    )
     connector = dest.connector()
     for record in records:
         found = connector.find_by_reference("invoice", record.number)
@@ -48,12 +50,17 @@ def test_an_unmapped_tax_rate_blocks_only_that_invoice_until_it_is_mapped(live_s
 
     report = pushing.push_run(profile)
 
-    assert (report.blocked, PushOperation.objects.filter(object_type="invoice", state="succeeded").count()) == (1, 3)
+    assert (
+        report.blocked,
+        PushOperation.objects.filter(object_type="invoice", state="succeeded").count(),
+    ) == (1, 3)
     exception = ReconciliationException.objects.get(kind="mapping_missing")
     assert "17.5" in exception.title and "tax code" in exception.title
     assert exception.details["mapping_url"].startswith("/admin/sync/mappingset/")
     target = "2" if platform == "quickbooks" else "OUTPUT2"
-    MappingRow.objects.create(mapping_set=profile.mapping_set, kind="tax_code", source_value="17.5", target_value=target)
+    MappingRow.objects.create(
+        mapping_set=profile.mapping_set, kind="tax_code", source_value="17.5", target_value=target
+    )
 
     second = pushing.push_run(profile)
 
@@ -64,15 +71,19 @@ def test_an_unmapped_tax_rate_blocks_only_that_invoice_until_it_is_mapped(live_s
 
 @pytest.mark.parametrize("platform", ["quickbooks", "xero"])
 def test_payments_follow_their_invoices_and_an_unmatched_payment_is_an_exception(live_server, platform):
-    from sync.services import records_write
     from connectors.base import PaymentRecord
+    from sync.services import records_write
 
     dest = engine.destination(platform, live_server.url)
     source, records = engine.source_with_invoices(2)
     records_write(connection=source, records=[engine.payment_record(1, records[0])])
     lonely = PaymentRecord(
-        external_id="PAY-LONE", reference="PAY-LONE", customer=records[1].customer,
-        transaction_date=records[1].issue_date, currency="GBP", amount=engine.Decimal("10.00"),
+        external_id="PAY-LONE",
+        reference="PAY-LONE",
+        customer=records[1].customer,
+        transaction_date=records[1].issue_date,
+        currency="GBP",
+        amount=engine.Decimal("10.00"),
     )
     records_write(connection=source, records=[lonely])
     profile = engine.mapped_profile(source, dest, object_types=("invoice", "payment"))
@@ -80,7 +91,9 @@ def test_payments_follow_their_invoices_and_an_unmatched_payment_is_an_exception
     report = pushing.push_run(profile)
 
     assert report.failed == 0, report
-    assert PushOperation.objects.filter(object_type__in=["invoice", "payment"], state="succeeded").count() == 3
+    assert (
+        PushOperation.objects.filter(object_type__in=["invoice", "payment"], state="succeeded").count() == 3
+    )
     assert Binding.objects.filter(connection=dest, object_type="payment").count() == 1
     unmatched = ReconciliationException.objects.get(kind="unmatched_payment")
     assert "PAY-LONE" in unmatched.title
