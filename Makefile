@@ -33,6 +33,7 @@ demo: migrate
 
 run: demo
 	@echo "Admin: http://$(BIND)/admin/  logins: admin, integrator, finance, accountant (password: $${DEMO_PASSWORD:-ledgerlink-demo})"
+	$(BIN)/python manage.py sync_schedules
 	$(BIN)/python manage.py serve --bind $(BIND)
 
 lint: install-dev

@@ -1,0 +1,111 @@
+"""Schedules are declared here, in code, and upserted into django-q2 by `manage.py sync_schedules`
+(which `make run` calls). Every schedule this project owns is named `ledgerlink:...`; one that is no
+longer declared (a profile switched to manual, deleted or disabled) is removed.
+
+- system schedules: the job reaper every minute;
+- one per enabled profile with a schedule: every N minutes, hourly, daily at a time, or the end-of-day
+  batch (daily at the profile's time, 23:30 server time when none is set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from sync.models import SyncProfile
+
+PREFIX = "ledgerlink:"
+END_OF_DAY = time(23, 30)
+
+
+@dataclass(frozen=True)
+class Declared:
+    name: str
+    func: str
+    schedule_type: str  # django-q2's Schedule.MINUTES / HOURLY / DAILY
+    minutes: int | None = None
+    args: str = ""
+    at: time | None = None
+
+
+SYSTEM = (Declared(f"{PREFIX}reap jobs", "sync.tasks.jobs_reap", "I", minutes=1),)
+
+
+def _profile_schedule(profile: SyncProfile) -> Declared | None:
+    name = f"{PREFIX}profile {profile.pk}"
+    func, args = "sync.tasks.profile_scheduled", str(profile.pk)
+    kind = profile.schedule
+    if kind == SyncProfile.Schedule.EVERY_N_MINUTES:
+        return Declared(name, func, "I", minutes=max(1, profile.schedule_minutes or 15), args=args)
+    if kind == SyncProfile.Schedule.HOURLY:
+        return Declared(name, func, "H", args=args)
+    if kind == SyncProfile.Schedule.DAILY:
+        return Declared(name, func, "D", args=args, at=profile.schedule_time or time(6, 0))
+    if kind == SyncProfile.Schedule.END_OF_DAY:
+        return Declared(name, func, "D", args=args, at=profile.schedule_time or END_OF_DAY)
+    return None
+
+
+def declared() -> list[Declared]:
+    items = list(SYSTEM)
+    for profile in SyncProfile.objects.filter(enabled=True).exclude(schedule=SyncProfile.Schedule.MANUAL):
+        item = _profile_schedule(profile)
+        if item is not None:
+            items.append(item)
+    return items
+
+
+def _next_run(item: Declared, now: datetime) -> datetime:
+    if item.at is None:
+        return now
+    local = timezone.localtime(now)
+    run = local.replace(hour=item.at.hour, minute=item.at.minute, second=0, microsecond=0)
+    return run if run > local else run + timedelta(days=1)
+
+
+def schedules_sync() -> dict[str, Any]:
+    """Upsert what is declared, delete what no longer is. Returns the names created/updated/removed."""
+    from django_q.models import Schedule
+
+    now = timezone.now()
+    items = declared()
+    result: dict[str, list[str]] = {"created": [], "updated": [], "removed": []}
+    with transaction.atomic():
+        existing = {s.name: s for s in Schedule.objects.filter(name__startswith=PREFIX)}
+        for item in items:
+            values = {
+                "func": item.func,
+                "args": item.args or None,
+                "schedule_type": item.schedule_type,
+                "minutes": item.minutes,
+                "repeats": -1,
+            }
+            schedule = existing.pop(item.name, None)
+            if schedule is None:
+                Schedule.objects.create(name=item.name, next_run=_next_run(item, now), **values)
+                result["created"].append(item.name)
+                continue
+            changed = any(getattr(schedule, key) != value for key, value in values.items())
+            if item.at is not None:
+                wanted = timezone.localtime(_next_run(item, now)).time().replace(second=0)
+                current = timezone.localtime(schedule.next_run).time().replace(second=0, microsecond=0)
+                changed = changed or wanted != current
+            if changed:
+                for key, value in values.items():
+                    setattr(schedule, key, value)
+                schedule.next_run = _next_run(item, now)
+                schedule.save()
+                result["updated"].append(item.name)
+        for name, schedule in existing.items():
+            schedule.delete()
+            result["removed"].append(name)
+    return result
+
+
+def profile_saved(sender: Any, instance: SyncProfile, **kwargs: Any) -> None:
+    """A profile's schedule follows its form at once, not at the next start."""
+    transaction.on_commit(schedules_sync)
