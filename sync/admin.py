@@ -77,7 +77,9 @@ def _service(dotted: str) -> Callable[..., Any] | None:
     module_name, _, name = dotted.rpartition(".")
     try:
         module = importlib.import_module(module_name)
-    except ImportError:
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise  # the service is there but broken: show that, not "missing"
         return None
     return getattr(module, name, None)
 
@@ -93,7 +95,7 @@ class Outcomes:
 
     def run(
         self, objects: Iterable[Any], call: Callable[[Any], Any], describe: Callable[[Any, Any], str | None]
-    ):
+    ) -> None:
         """Call `call(obj)` for each; `describe(obj, result)` says what happened, None meaning skipped."""
         for obj in objects:
             try:
@@ -664,7 +666,10 @@ class MappingRowInline(admin.TabularInline):
 
 
 def _refresh_summary(counts: dict[str, Any]) -> str:
-    return ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items())) or "nothing"
+    labels = dict(ReferenceData.Kind.choices)
+    return (
+        ", ".join(f"{labels.get(kind, kind)}: {count}" for kind, count in sorted(counts.items())) or "nothing"
+    )
 
 
 @admin.register(MappingSet)
@@ -725,6 +730,7 @@ class MappingSetAdmin(SimpleHistoryAdmin):
 @admin.register(MappingRow)
 class MappingRowAdmin(SimpleHistoryAdmin):
     form = MappingRowForm
+    fields = ["mapping_set", "kind", "source_value", "target_value", "target_label"]
     list_display = ["mapping_set", "kind", "source_value", "target_value", "target_label"]
     list_select_related = ["mapping_set"]
     list_filter = ["kind", "mapping_set"]

@@ -22,6 +22,9 @@ _JOBS_READ = [
     "sync.view_syncjob",
     "sync.view_syncattempt",
     "sync.view_binding",
+    "sync.view_pushoperation",
+    "sync.view_synccursor",
+    "sync.view_referencedata",
     "connectors.view_httpexchange",
 ]
 

@@ -1,4 +1,4 @@
-"""The lookup: any id or number -> every matching document with its whole lineage, in a fixed number of queries."""
+"""The lookup: any id or number -> every matching document and its whole lineage, in bounded queries."""
 
 from __future__ import annotations
 
@@ -141,7 +141,9 @@ def test_unknown_or_empty_query_finds_nothing(world):
 
 def test_binding_whose_document_is_gone_is_still_shown(world):
     source, _, _ = world
-    Binding.objects.create(connection=source, object_type="invoice", object_id=999_999, external_id="orphan")
+    Binding.objects.create(
+        connection=source, object_type="invoice", object_id=999_999, external_id="orphan", is_origin=True
+    )
 
     [lineage] = document_lineage("orphan")
 
