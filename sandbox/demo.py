@@ -82,3 +82,40 @@ def demo_connections(base_url: str) -> list[tuple[Connection, bool]]:
             connection.save()
         made.append((connection, seeded))
     return made
+
+
+def demo_profile(source: Connection) -> Any:
+    """A manual profile from the demo CSV source to the QuickBooks sandbox, its mapping filled in from
+    the sandbox company's own items and tax codes (they share this database), so "Dry run" and "Run now"
+    work on the first visit."""
+    from sandbox.models import SandboxRecord
+    from sync.models import MappingRow, MappingSet, SyncProfile
+
+    destination = Connection.objects.filter(name="QuickBooks Online (sandbox)").first()
+    if destination is None:
+        return None
+    realm = destination.options.get("realmId", "")
+    items = SandboxRecord.objects.filter(platform="quickbooks", account=realm, kind="Item")
+    services = next((row.record_id for row in items if row.data.get("Name") == "Services"), "")
+    with transaction.atomic():
+        mapping, created = MappingSet.objects.get_or_create(
+            name="Wholesale CSV to QuickBooks (sandbox)",
+            defaults={"destination": destination, "number_prefix": "WH-"},
+        )
+        if created:
+            rows = [("tax_code", "20", "2"), ("tax_code", "0", "3"), ("tax_code", "5", "5")]
+            rows += [("tax_code", "none", "4"), ("item", "*", services)] if services else []
+            for kind, source_value, target in rows:
+                MappingRow.objects.create(
+                    mapping_set=mapping, kind=kind, source_value=source_value, target_value=target
+                )
+        profile, _ = SyncProfile.objects.get_or_create(
+            name="Wholesale CSV to QuickBooks (sandbox)",
+            defaults={
+                "source": source,
+                "destination": destination,
+                "object_types": ["invoice", "payment", "credit_note"],
+                "mapping_set": mapping,
+            },
+        )
+    return profile

@@ -67,6 +67,11 @@ class Command(BaseCommand):
             for sandbox_connection, seeded in demo_connections(settings.SANDBOX_BASE_URL):
                 state = "seeded with demo data" if seeded else "already there"
                 self.stdout.write(f"{sandbox_connection.name}: {state}")
+            from sandbox.demo import demo_profile
+
+            profile = demo_profile(connection)
+            if profile is not None:
+                self.stdout.write(f"sync profile: {profile.name} (Dry run or Run now in the admin)")
         else:
             self.stdout.write("sandbox platforms are off (SANDBOX_ENABLED): no sandbox connections")
         if not options["no_users"]:
