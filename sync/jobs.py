@@ -182,7 +182,7 @@ def _claim(job_id: int) -> SyncJob | None:
     """Take the job if it is ours to run and its connections are free. None: nothing to do now."""
     now = timezone.now()
     with transaction.atomic():
-        job = SyncJob.objects.select_for_update().select_related("profile").filter(pk=job_id).first()
+        job = SyncJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
             return None
         lost = job.state == JobState.RUNNING and (job.lease_expires_at is None or job.lease_expires_at < now)
