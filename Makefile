@@ -45,6 +45,7 @@ test: install-dev lint
 # Benchmarks: figures printed as ratios to a bare bulk_create in the same run (ROWS=100000 by default).
 bench: install-dev
 	$(BIN)/python tests/bench/bench_csv_import.py $(or $(ROWS),100000)
+	$(BIN)/python tests/bench/bench_sync.py $(or $(ROWS),100000) $(or $(PUSH),5000)
 
 # Re-resolve the pinned versions after changing pyproject.toml.
 lock: $(BIN)/python

@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
@@ -70,7 +70,9 @@ Severity = ReconciliationException.Severity
 Op = PushOperation.Operation
 State = PushOperation.State
 ZERO = Decimal(0)
-PAGE_SIZE = 50
+# documents per page: a multiple of every connector's batch_limit (QuickBooks 30, Xero 50), so a page
+# goes out in full batches only
+PAGE_SIZE = 150
 ORDER = (ObjectType.CUSTOMER, ObjectType.INVOICE, ObjectType.CREDIT_NOTE, ObjectType.PAYMENT)
 MODELS: dict[str, Any] = {
     ObjectType.INVOICE: Invoice,
@@ -341,6 +343,97 @@ def _operation(
     return op
 
 
+def _operations(
+    profile: SyncProfile,
+    object_type: str,
+    wanted: Sequence[tuple[Any, str, str]],
+    job: SyncJob | None,
+) -> list[PushOperation]:
+    """`_operation` for a page of (document, operation, reference) at once: one query for the
+    operations that exist, one insert for the new ones, one update each for superseding and for
+    moving them to this job. A clash with a concurrent writer falls back to one at a time."""
+    if not wanted:
+        return []
+    keyed = []
+    for document, operation, reference in wanted:
+        version = getattr(document, "row_version", 1)
+        key = operation_key(profile.pk, object_type, document.pk, version, operation)
+        keyed.append((key, document, operation, reference, version))
+    found = {
+        op.idempotency_key: op
+        for op in PushOperation.objects.filter(idempotency_key__in=[key for key, *_ in keyed])
+    }
+    new = [
+        PushOperation(
+            idempotency_key=key,
+            profile=profile,
+            connection_id=profile.destination_id,
+            object_type=object_type,
+            object_id=document.pk,
+            document_version=version,
+            operation=operation,
+            reference=reference[:100],
+            job=job,
+        )
+        for key, document, operation, reference, version in keyed
+        if key not in found
+    ]
+    if new:
+        try:
+            with transaction.atomic():
+                created = PushOperation.objects.bulk_create(new)
+                # older versions never sent are replaced by these; sent ones stay until settled by lookup
+                PushOperation.objects.filter(
+                    profile=profile,
+                    object_type=object_type,
+                    object_id__in=[op.object_id for op in created],
+                    attempts=0,
+                    state__in=[State.PENDING, State.BLOCKED],
+                ).exclude(pk__in=[op.pk for op in created]).update(state=State.SUPERSEDED)
+        except IntegrityError:
+            # another worker wrote one of them meanwhile: the careful way, one at a time
+            return [
+                _operation(profile, object_type, document, operation, reference, job)
+                for document, operation, reference in wanted
+            ]
+        found.update({op.idempotency_key: op for op in created})
+    if job is not None:
+        moved = [
+            op
+            for op in found.values()
+            if op.pk is not None and op.job_id != job.pk and op.state != State.SUCCEEDED
+        ]
+        if moved:
+            now = timezone.now()
+            PushOperation.objects.filter(pk__in=[op.pk for op in moved]).update(job=job, updated_at=now)
+            for op in moved:
+                op.job, op.updated_at = job, now
+    return [found[key] for key, *_ in keyed]
+
+
+def _unsettled_ops(ops: Sequence[PushOperation]) -> set[int]:
+    """`_unsettled` for several operations in one query: the pks of those whose document had something
+    sent whose outcome we do not know (look before creating)."""
+    flagged = {op.pk for op in ops if op.attempts and op.state in UNSETTLED}
+    rest = [op for op in ops if op.pk not in flagged]
+    if not rest:
+        return flagged
+    others = PushOperation.objects.filter(
+        profile_id__in={op.profile_id for op in rest},
+        object_type__in={op.object_type for op in rest},
+        object_id__in={op.object_id for op in rest},
+        attempts__gt=0,
+        state__in=UNSETTLED,
+    ).values_list("pk", "profile_id", "object_type", "object_id")
+    sent: dict[tuple[int, str, int], set[int]] = {}
+    for pk, profile_id, object_type, object_id in others:
+        sent.setdefault((profile_id, object_type, object_id), set()).add(pk)
+    for op in rest:
+        if sent.get((op.profile_id, op.object_type, op.object_id), set()) - {op.pk}:
+            flagged.add(op.pk)
+    return flagged
+
+
 def _unsettled(op: PushOperation) -> bool:
     """Was anything for this document sent whose outcome we do not know? Then look before creating."""
     if op.attempts and op.state in UNSETTLED:
@@ -438,6 +531,180 @@ def _resolve_exceptions(op: PushOperation) -> None:
     exceptions_resolve_by_system(
         ReconciliationException.objects.filter(fingerprint__in=fingerprints), reason="pushed cleanly"
     )
+
+
+def _rows_update(model: Any, objs: Sequence[Any], names: Sequence[str]) -> None:
+    """Save `names` of each of `objs` with one `executemany` of a plain UPDATE (Django's bulk_update
+    builds a CASE per field and row, and costs more than the rest of a batch)."""
+    if not objs:
+        return
+    using = router.db_for_write(model)
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in names]
+    pk = model._meta.pk
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} SET "  # noqa: S608 - names from the model, values parameters
+        f"{', '.join(f'{quote(f.column)} = %s' for f in fields)} WHERE {quote(pk.column)} = %s"
+    )
+    params = [
+        [*(f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields), obj.pk] for obj in objs
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def _begin_many(items: Sequence[Prepared]) -> list[Prepared]:
+    """`_begin` for a batch in one transaction: every intent (in_flight, attempts + 1, payload) is
+    committed before the request leaves. Returns the items to send (not those succeeded meanwhile)."""
+    if not items:
+        return []
+    started: list[tuple[Prepared, PushOperation]] = []
+    with transaction.atomic():
+        rows = PushOperation.objects.select_for_update().in_bulk([item.op.pk for item in items])
+        now = timezone.now()
+        for item in items:
+            current = rows[item.op.pk]
+            if current.state == State.SUCCEEDED:
+                continue
+            current.state = State.IN_FLIGHT
+            current.attempts += 1
+            current.payload = item.payload
+            current.error = ""
+            current.updated_at = now
+            started.append((item, current))
+        if started:
+            _rows_update(
+                PushOperation,
+                [current for _, current in started],
+                ["state", "attempts", "payload", "error", "updated_at"],
+            )
+    for item, current in started:
+        item.op.state, item.op.attempts, item.op.payload = current.state, current.attempts, item.payload
+    return [item for item, _ in started]
+
+
+def _succeed_many(pairs: Sequence[tuple[PushOperation, RemoteRef]]) -> None:
+    """`_succeed` for the creates of one batch answer, in one transaction: bindings written, operations
+    succeeded, older unsettled ones superseded. A destination id already bound elsewhere (or a clash
+    with a concurrent writer) goes through `_succeed` alone, which reports it."""
+    if not pairs:
+        return
+    first = pairs[0][0]
+    if len(pairs) == 1 or any(
+        (op.connection_id, op.object_type, op.profile_id)
+        != (first.connection_id, first.object_type, first.profile_id)
+        for op, _ in pairs
+    ):
+        for op, ref in pairs:
+            _succeed(op, ref)
+        return
+    bound = dict(
+        Binding.objects.filter(
+            connection_id=first.connection_id,
+            object_type=first.object_type,
+            external_id__in=[ref.external_id for _, ref in pairs],
+        ).values_list("external_id", "object_id")
+    )
+    clean: list[tuple[PushOperation, RemoteRef]] = []
+    alone: list[tuple[PushOperation, RemoteRef]] = []
+    for op, ref in pairs:
+        if bound.get(ref.external_id, op.object_id) != op.object_id:
+            alone.append((op, ref))
+        else:
+            bound[ref.external_id] = op.object_id
+            clean.append((op, ref))
+    try:
+        with transaction.atomic():
+            _bindings_write(first, clean)
+            now = timezone.now()
+            for op, ref in clean:
+                op.external_id = ref.external_id[:255]
+                op.remote_version = (ref.remote_version or "")[:100]
+                op.response = ref.raw if isinstance(ref.raw, dict | list) else None
+                op.state = State.SUCCEEDED
+                op.error = ""
+                op.next_attempt_at = None
+                op.updated_at = now
+            _rows_update(
+                PushOperation,
+                [op for op, _ in clean],
+                [
+                    "external_id",
+                    "remote_version",
+                    "response",
+                    "state",
+                    "error",
+                    "next_attempt_at",
+                    "updated_at",
+                ],
+            )
+            PushOperation.objects.filter(
+                profile_id=first.profile_id,
+                object_type=first.object_type,
+                object_id__in=[op.object_id for op, _ in clean],
+                state__in=UNSETTLED,
+            ).exclude(pk__in=[op.pk for op, _ in clean]).update(
+                state=State.SUPERSEDED, error="settled by a later operation"
+            )
+    except IntegrityError:
+        for op, _ in clean:  # nothing of it was kept: each alone, the clash reported where it is
+            op.refresh_from_db()
+        alone = clean + alone
+    else:
+        fingerprints = [
+            exception_fingerprint(kind, op.profile_id, op.object_type, op.object_id)
+            for op, _ in clean
+            for kind in (Kind.SYNC_FAILURE, Kind.MAPPING_MISSING, Kind.CONFLICT)
+        ]
+        exceptions_resolve_by_system(
+            ReconciliationException.objects.filter(fingerprint__in=fingerprints), reason="pushed cleanly"
+        )
+    for op, ref in alone:
+        _succeed(op, ref)
+
+
+def _bindings_write(first: PushOperation, pairs: Sequence[tuple[PushOperation, RemoteRef]]) -> None:
+    """The bindings `_succeed` writes (update_or_create), for a batch: one read, one insert, one update."""
+    existing = {
+        binding.object_id: binding
+        for binding in Binding.objects.filter(
+            connection_id=first.connection_id,
+            object_type=first.object_type,
+            object_id__in=[op.object_id for op, _ in pairs],
+        )
+    }
+    now = timezone.now()
+    fresh, changed = [], []
+    for op, ref in pairs:
+        values = {
+            "external_id": ref.external_id,
+            "external_number": (ref.number or "")[:100],
+            "remote_version": (ref.remote_version or "")[:100],
+            "document_version": op.document_version,
+            "raw_payload": ref.raw if isinstance(ref.raw, dict | list) else {},
+            "remote_deleted": False,
+            "is_origin": False,
+        }
+        binding = existing.get(op.object_id)
+        if binding is None:
+            fresh.append(
+                Binding(
+                    connection_id=op.connection_id,
+                    object_type=op.object_type,
+                    object_id=op.object_id,
+                    **values,
+                )
+            )
+        else:
+            for name, value in values.items():
+                setattr(binding, name, value)
+            binding.last_synced_at = now
+            changed.append(binding)
+    if fresh:
+        Binding.objects.bulk_create(fresh)
+    if changed:
+        _rows_update(Binding, changed, [*values, "last_synced_at"])
 
 
 def _exception(
@@ -658,12 +925,15 @@ def _fail(op: PushOperation, item: Prepared, exc: ConnectorError, report: PushRe
 
 
 def execute_batch(connector: Any, items: Sequence[Prepared], report: PushReport) -> None:
-    """Creates sent several to a request (Xero 50 a call, QuickBooks batches of 30), same protocol."""
-    fresh = [item for item in items if not _unsettled(item.op)]
+    """Creates sent several to a request (Xero 50 a call, QuickBooks batches of 30), same protocol: the
+    intents of the whole batch committed in one transaction before it leaves, the bindings of the whole
+    answer in one transaction straight after it."""
+    unsettled = _unsettled_ops([item.op for item in items])
+    fresh = [item for item in items if item.op.pk not in unsettled]
     for item in items:
-        if item not in fresh:
+        if item.op.pk in unsettled:
             execute(connector, item, report)
-    started = [item for item in fresh if _begin(item.op, item.payload)]
+    started = _begin_many(fresh)
     if not started:
         return
     object_type = started[0].op.object_type
@@ -685,13 +955,16 @@ def execute_batch(connector: Any, items: Sequence[Prepared], report: PushReport)
         for item in started:
             _fail(item.op, item, exc, report)
         return
+    made: list[tuple[PushOperation, RemoteRef]] = []
     for item, result in zip(started, results, strict=True):
         if isinstance(result, ConnectorError):
             _fail(item.op, item, result, report)
             continue
         crash_point("after_write", item.op)
-        _succeed(item.op, result)
-        crash_point("after_commit", item.op)
+        made.append((item.op, result))
+    _succeed_many(made)
+    for op, _ in made:
+        crash_point("after_commit", op)
         report.count("created")
 
 
@@ -931,7 +1204,7 @@ class Pusher:
                 object_id__in=[d.pk for d in documents],
             )
         }
-        batch: list[Prepared] = []
+        planned: list[tuple[Any, str, Binding | None, str]] = []
         for document in documents:
             self.report.seen += 1
             binding = bindings.get(document.pk)
@@ -943,8 +1216,12 @@ class Pusher:
                 self._mark_pushed(object_type, document, binding)
                 self.report.count("skipped")
                 continue
-            reference = self.reference(object_type, document)
-            op = _operation(self.profile, object_type, document, operation, reference, self.job)
+            planned.append((document, operation, binding, self.reference(object_type, document)))
+        ops = _operations(
+            self.profile, object_type, [(doc, operation, ref) for doc, operation, _, ref in planned], self.job
+        )
+        batch: list[Prepared] = []
+        for (document, operation, binding, _), op in zip(planned, ops, strict=True):
             if op.state in (State.SUCCEEDED, State.FAILED, State.SUPERSEDED):
                 self.report.count("skipped" if op.state != State.FAILED else "failed")
                 continue
