@@ -70,8 +70,7 @@ def tax_key(rate: Decimal | None) -> str:
     """The source value a tax_code row is keyed by: 20.0000 -> "20", 17.5 -> "17.5", None -> "none"."""
     if rate is None:
         return "none"
-    text = format(rate.normalize(), "f")
-    return text
+    return format(rate.normalize(), "f")
 
 
 def document_number(number: str, table: MappingTable) -> str:

@@ -32,7 +32,7 @@ class PreviewItem:
 def _item(
     pusher: pushing.Pusher, object_type: str, document: Any, binding: Binding | None
 ) -> PreviewItem | None:
-    operation = pushing._operation_for(object_type, document, binding)
+    operation = pushing.operation_for(object_type, document, binding)
     if operation is None:
         return None
     item = PreviewItem(
@@ -61,7 +61,7 @@ def _item(
     if operation in (Op.VOID, Op.DELETE):
         item.diff = [{"path": "status", "now": getattr(change.record, "status", ""), "after": "void"}]
     else:
-        item.diff = mapping.payload_diff(pushing._strip(item.payload), pushing._unwrap(change.raw))
+        item.diff = mapping.payload_diff(pushing.comparable(item.payload), pushing.unwrap(change.raw))
     return item
 
 

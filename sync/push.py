@@ -18,11 +18,9 @@ the invoice, invoices before credit notes and payments, credit allocations after
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
@@ -64,12 +62,10 @@ from sync.models import (
     SyncProfile,
 )
 
-log = logging.getLogger(__name__)
 Kind = ReconciliationException.Kind
 Severity = ReconciliationException.Severity
 Op = PushOperation.Operation
 State = PushOperation.State
-ZERO = Decimal(0)
 # documents per page: a multiple of every connector's batch_limit (QuickBooks 30, Xero 50), so a page
 # goes out in full batches only
 PAGE_SIZE = 150
@@ -157,6 +153,13 @@ def _lines(lines: Iterable[Any]) -> tuple[LineRecord, ...]:
     )
 
 
+def _allocations(allocations: Iterable[Any]) -> tuple[AllocationRecord, ...]:
+    return tuple(
+        AllocationRecord(invoice_number=a.invoice.number, amount=a.amount, allocated_on=a.allocated_on)
+        for a in allocations
+    )
+
+
 def invoice_record(invoice: Invoice) -> InvoiceRecord:
     return InvoiceRecord(
         external_id=str(invoice.pk),
@@ -190,10 +193,7 @@ def credit_note_record(note: CreditNote) -> CreditNoteRecord:
         total=note.total,
         remaining_credit=note.remaining_credit,
         original_invoice_number=note.original_invoice.number if note.original_invoice else "",
-        allocations=tuple(
-            AllocationRecord(invoice_number=a.invoice.number, amount=a.amount, allocated_on=a.allocated_on)
-            for a in note.allocations.all()
-        ),
+        allocations=_allocations(note.allocations.all()),
         memo=note.memo,
     )
 
@@ -206,10 +206,7 @@ def payment_record(payment: Payment) -> PaymentRecord:
         transaction_date=payment.transaction_date,
         currency=payment.currency,
         amount=payment.amount,
-        allocations=tuple(
-            AllocationRecord(invoice_number=a.invoice.number, amount=a.amount, allocated_on=a.allocated_on)
-            for a in payment.allocations.all()
-        ),
+        allocations=_allocations(payment.allocations.all()),
         method=payment.method,
         status=payment.status,
         processor_transaction_id=payment.processor_transaction_id,
@@ -217,6 +214,11 @@ def payment_record(payment: Payment) -> PaymentRecord:
         payout_id=payment.payout_id,
         memo=payment.memo,
     )
+
+
+def customer_number(customer: Customer) -> str:
+    """The customer's deterministic reference in a destination (Xero ContactNumber)."""
+    return f"LL-C{customer.pk}"
 
 
 def document_label(object_type: str, document: Any) -> str:
@@ -301,7 +303,7 @@ def _pages(queryset: Any, size: int = PAGE_SIZE) -> Iterable[list[Any]]:
         last = page[-1].pk
 
 
-def _operation_for(object_type: str, document: Any, binding: Binding | None) -> str | None:
+def operation_for(object_type: str, document: Any, binding: Binding | None) -> str | None:
     status = getattr(document, "status", "")
     if binding is None:
         if object_type == ObjectType.PAYMENT and status != Payment.Status.COMPLETED:
@@ -769,22 +771,22 @@ def _verified(connector: Any, op: PushOperation, payload: Any) -> RemoteRef | No
                 external_id=change.external_id, remote_version=change.remote_version, raw=change.raw
             )
         return None
-    wanted = _strip(payload)
-    current = _unwrap(change.raw)
+    wanted = comparable(payload)
+    current = unwrap(change.raw)
     if mapping.payload_diff(wanted, current):
         return None
     return RemoteRef(external_id=change.external_id, remote_version=change.remote_version, raw=change.raw)
 
 
-def _strip(payload: Any) -> Any:
+def comparable(payload: Any) -> Any:
     if isinstance(payload, dict):
-        return {k: _strip(v) for k, v in payload.items() if k not in VOLATILE_KEYS}
+        return {k: comparable(v) for k, v in payload.items() if k not in VOLATILE_KEYS}
     if isinstance(payload, list):
-        return [_strip(v) for v in payload]
+        return [comparable(v) for v in payload]
     return payload
 
 
-def _unwrap(raw: Any) -> Any:
+def unwrap(raw: Any) -> Any:
     """A record's body without the platform's envelope ({"Invoice": {...}}, {"Invoices": [x]})."""
     if isinstance(raw, dict) and len(raw) <= 2:
         for value in raw.values():
@@ -949,7 +951,9 @@ def execute_batch(connector: Any, items: Sequence[Prepared], report: PushReport)
         return
     except RetryableError as exc:
         for item in started:
-            _settle(item.op, State.RETRY_SCHEDULED, str(exc), delay=exc.retry_after or 60)
+            _settle(
+                item.op, State.RETRY_SCHEDULED, str(exc), delay=exc.retry_after or RETRY_DELAY.total_seconds()
+            )
         raise PushPaused(f"{started[0].op.connection} asked us to wait: {exc}", exc.retry_after) from exc
     except PermanentError as exc:
         for item in started:
@@ -986,7 +990,7 @@ class Pusher:
         if object_type == ObjectType.CUSTOMER:
             if self.connector.customer_reference_is_name:
                 return document.name
-            return f"LL-C{document.pk}"
+            return customer_number(document)
         if object_type == ObjectType.PAYMENT:
             return f"LL{self.profile.pk}-P{document.pk}"
         return mapping.document_number(document.number, self.table)
@@ -1022,7 +1026,7 @@ class Pusher:
         if op.state == State.SUCCEEDED:
             return op.external_id
         record = customer_record(customer)
-        context = PushContext(reference=f"LL-C{customer.pk}")
+        context = PushContext(reference=customer_number(customer))
         try:
             payload = self.connector.render(ObjectType.CUSTOMER, record, context)
         except ValidationError as exc:
@@ -1122,12 +1126,12 @@ class Pusher:
         record = self.record_for(object_type, document)
         if operation in (Op.VOID, Op.DELETE):
             return record, PushContext(reference=self.reference(object_type, document)), None
+        if object_type == ObjectType.PAYMENT and not document.allocations.all():
+            raise Unmatched(document)  # before the context: no customer is created for a payment held back
         if object_type == ObjectType.CUSTOMER:
-            context = PushContext(reference=f"LL-C{document.pk}")
+            context = PushContext(reference=customer_number(document))
         else:
             context = self.context_for(object_type, document, problems)
-        if object_type == ObjectType.PAYMENT and not document.allocations.all():
-            raise Unmatched(document)
         if problems:
             raise mapping.MappingBlocked(problems)
         try:
@@ -1208,7 +1212,7 @@ class Pusher:
         for document in documents:
             self.report.seen += 1
             binding = bindings.get(document.pk)
-            operation = _operation_for(object_type, document, binding)
+            operation = operation_for(object_type, document, binding)
             if operation is None:
                 self.report.count("skipped")
                 continue
