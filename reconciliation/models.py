@@ -165,3 +165,139 @@ class Override(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} ({self.get_state_display()})"
+
+
+class ExceptionNote(models.Model):
+    """A note someone left on an exception while working it."""
+
+    exception = models.ForeignKey(ReconciliationException, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.body[:60]
+
+
+class ReminderPolicy(models.Model):
+    """When to remind customers about an invoice, and what the email says."""
+
+    name = models.CharField(max_length=100, unique=True)
+    enabled = models.BooleanField(default=True)
+    profile = models.ForeignKey(
+        "sync.SyncProfile",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="reminder_policies",
+        help_text="Only invoices this profile syncs; empty for every invoice.",
+    )
+    customer_group = models.CharField(
+        max_length=50, blank=True, help_text="Only customers in this group; empty for every customer."
+    )
+    days_before_due = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Remind this many days before the due date; empty for never."
+    )
+    on_due_date = models.BooleanField(default=True, help_text="Remind on the due date.")
+    every_days_after = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Once overdue, remind every this many days; empty for never."
+    )
+    max_overdue_reminders = models.PositiveSmallIntegerField(
+        default=3, help_text="Stop after this many overdue reminders for one invoice."
+    )
+    subject_template = models.CharField(max_length=255)
+    body_template = models.TextField()
+    from_email = models.EmailField(blank=True, help_text="Empty for DEFAULT_FROM_EMAIL.")
+    reply_to = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "reminder policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Reminder(models.Model):
+    """A reminder sent, or one that was due and skipped, with the reason."""
+
+    class Stage(models.TextChoices):
+        BEFORE_DUE = "before_due", "Before due"
+        ON_DUE = "on_due", "On the due date"
+        OVERDUE = "overdue", "Overdue"
+
+    class State(models.TextChoices):
+        SENT = "sent", "Sent"
+        SKIPPED = "skipped", "Skipped"
+        FAILED = "failed", "Failed to send"
+
+    policy = models.ForeignKey(ReminderPolicy, on_delete=models.CASCADE, related_name="reminders")
+    invoice = models.ForeignKey("sync.Invoice", on_delete=models.CASCADE, related_name="reminders")
+    stage = models.CharField(max_length=20, choices=Stage.choices)
+    scheduled_for = models.DateField(help_text="The day this reminder was due.")
+    state = models.CharField(max_length=20, choices=State.choices, db_index=True)
+    reason = models.TextField(blank=True, help_text="Why it was skipped or failed.")
+    recipient = models.CharField(max_length=255, blank=True)
+    subject = models.CharField(max_length=255, blank=True)
+    body = models.TextField(blank=True)
+    job = models.ForeignKey(
+        "sync.SyncJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One row per due reminder: a second run on the same day never sends it twice.
+            models.UniqueConstraint(
+                fields=["policy", "invoice", "stage", "scheduled_for"], name="reminder_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_stage_display()} reminder for invoice {self.invoice_id} ({self.state})"
+
+
+class Alert(models.Model):
+    """Something an integration admin must hear about; gathered into one digest email per period."""
+
+    class Kind(models.TextChoices):
+        REAUTHORISE = "reauthorise", "Connection needs re-authorisation"
+        JOB_FAILED = "job_failed", "Job failed permanently"
+        EXCEPTION_THRESHOLD = "exception_threshold", "Open exceptions above the threshold"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    key = models.CharField(max_length=100, help_text="What the alert is about, so repeats fold into one.")
+    subject = models.CharField(max_length=255)
+    message = models.TextField(blank=True)
+    connection = models.ForeignKey(
+        "connectors.Connection", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    job = models.ForeignKey(
+        "sync.SyncJob", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    occurrences = models.PositiveIntegerField(default=1)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When its digest went out."
+    )
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "key"], condition=Q(sent_at__isnull=True), name="alert_pending_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject

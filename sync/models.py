@@ -31,6 +31,9 @@ class Customer(models.Model):
     tax_number = models.CharField(max_length=64, blank=True)
     phone = models.CharField(max_length=64, blank=True)
     currency = models.CharField(max_length=3, blank=True, help_text="Default billing currency.")
+    group = models.CharField(
+        max_length=50, blank=True, db_index=True, help_text="Customer group, e.g. for reminder policies."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -245,6 +248,13 @@ class Binding(models.Model):
     document_version = models.PositiveIntegerField(
         null=True, blank=True, help_text="The document's row version last written to a destination."
     )
+    snapshot = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The copy's values in canonical terms (total, tax, currency, status, dates, customer), "
+        "as last read from or written to the connection; what reconciliation compares.",
+    )
+    snapshot_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     last_synced_at = models.DateTimeField(auto_now=True)
 
@@ -368,6 +378,7 @@ class SyncJob(models.Model):
         BACKFILL = "backfill", "Backfill"
         SYNC = "sync", "Pull and push"
         RECONCILE = "reconcile", "Reconciliation"
+        REMIND = "remind", "Payment reminders"
 
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Manual"

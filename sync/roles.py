@@ -42,6 +42,10 @@ _FINANCE = [
     "reconciliation.add_tag",
     "reconciliation.view_override",
     "reconciliation.add_override",  # propose
+    "reconciliation.view_exceptionnote",
+    "reconciliation.add_exceptionnote",
+    "reconciliation.view_reminderpolicy",
+    "reconciliation.view_reminder",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -56,6 +60,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "sync.change_syncjob",  # run now, cancel, retry
         *[f"{model.replace('.', '.view_')}" for model in _DOCUMENTS],
         "reconciliation.view_reconciliationexception",
+        *[f"reconciliation.{action}_reminderpolicy" for action in ("add", "change", "delete", "view")],
+        "reconciliation.view_reminder",
+        "reconciliation.view_alert",
     ],
     FINANCE_STAFF: _FINANCE,
     ACCOUNTANTS: [*_FINANCE, "reconciliation.approve_override"],
