@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from connectors.base import RetryableError
@@ -35,7 +36,20 @@ Kind = SyncJob.Kind
 JobState = SyncJob.State
 Trigger = SyncJob.Trigger
 ACTIVE = (JobState.QUEUED, JobState.RUNNING)
-RUNNABLE = (Kind.PULL, Kind.PUSH, Kind.SYNC, Kind.BACKFILL)
+RUNNABLE = [Kind.PULL, Kind.PUSH, Kind.SYNC, Kind.BACKFILL]
+
+# Job kinds run by other apps (reconciliation, reminders): kind -> handler(job, heartbeat) returning a
+# report (or None). Registered from the owning app's AppConfig.ready(), so sync never imports them.
+HANDLERS: dict[str, Callable[[SyncJob, Any], Any]] = {}
+
+# Sent once when a job ends failed for good (no attempts left, or an error that retrying cannot fix).
+job_failed = Signal()
+
+
+def handler_register(kind: str, handler: Callable[[SyncJob, Any], Any]) -> None:
+    HANDLERS[kind] = handler
+    if kind not in RUNNABLE:
+        RUNNABLE.append(kind)
 
 
 def lease_seconds() -> int:
@@ -193,6 +207,7 @@ def _claim(job_id: int) -> SyncJob | None:
             job.finished_at = now
             job.error = (job.error + "\n" if job.error else "") + f"stopped after {job.attempts} attempts"
             job.save(update_fields=["state", "finished_at", "error"])
+            transaction.on_commit(lambda: job_failed.send(sender=SyncJob, job=job, error=job.error))
             return None
         ids = _connections_of(job)
         list(Connection.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
@@ -273,6 +288,8 @@ def _push_phase(
 
 
 def _run(job: SyncJob, beat: Heartbeat) -> Any:
+    if job.kind in HANDLERS:
+        return HANDLERS[job.kind](job, beat)
     profile = job.profile
     if job.kind == Kind.PULL:
         types = job.params.get("object_types") or ObjectType.values
@@ -324,6 +341,7 @@ def job_run(job_id: int) -> str:
             )
             return JobState.QUEUED
         _job_end(job, JobState.FAILED, f"{type(exc).__name__}: {exc}")
+        job_failed.send(sender=SyncJob, job=job, error=f"{type(exc).__name__}: {exc}")
         return JobState.FAILED
     _attempt_end(attempt, SyncAttempt.Outcome.SUCCEEDED, "")
     job.refresh_from_db(fields=["failed"])

@@ -162,6 +162,8 @@ def _bindings_insert(rows: Sequence[tuple[Any, str, int, str, str, str]], *, is_
         "raw_payload": {},
         "remote_deleted": False,
         "document_version": None,
+        "snapshot": {},
+        "snapshot_at": None,
         "first_seen_at": now,
         "last_synced_at": now,
     }
