@@ -46,6 +46,9 @@ test: install-dev lint
 bench: install-dev
 	$(BIN)/python tests/bench/bench_csv_import.py $(or $(ROWS),100000)
 	$(BIN)/python tests/bench/bench_sync.py $(or $(ROWS),100000) $(or $(PUSH),5000)
+	$(BIN)/python tests/bench/bench_api_bulk.py 10 1000
+	$(BIN)/python tests/bench/bench_reconcile.py $(or $(RECON),1000000)
+	$(BIN)/python tests/bench/bench_admin_queue.py $(or $(QUEUE),1000000)
 
 # Re-resolve the pinned versions after changing pyproject.toml.
 lock: $(BIN)/python

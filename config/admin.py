@@ -19,5 +19,5 @@ class LedgerlinkAdminSite(admin.AdminSite):
         if request.user.has_perm("reconciliation.view_reconciliationexception"):
             from reconciliation.selectors import dashboard_summary
 
-            extra_context["dashboard"] = dashboard_summary()
+            extra_context["dashboard"] = dashboard_summary(user=request.user)
         return super().index(request, extra_context)

@@ -6,7 +6,9 @@ An optional `.env` file at the project root is read first (values in the real en
 
 from __future__ import annotations
 
+import re
 import secrets
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -89,6 +91,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "knox",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "simple_history",
     "rangefilter",
@@ -96,6 +102,7 @@ INSTALLED_APPS = [
     "sync",
     "reconciliation",
     "sandbox",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -201,6 +208,8 @@ USE_TZ = True
 BASE_CURRENCY = env.str("BASE_CURRENCY", default="GBP").strip().upper()
 if len(BASE_CURRENCY) != 3 or not BASE_CURRENCY.isalpha():
     raise ImproperlyConfigured(f"BASE_CURRENCY={BASE_CURRENCY!r} is not an ISO 4217 code")
+# A proposed override nobody decided within this many days expires (it must be proposed again).
+OVERRIDE_EXPIRY_DAYS = env_int("OVERRIDE_EXPIRY_DAYS", 7, minimum=1)
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -246,6 +255,50 @@ LOGGING = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- REST API for external systems (/api/v1/, see docs/api.md) ----------------------------------------
+# Tokens of API clients: hashed at rest, shown once, no expiry (revoked in the admin), sent as "Bearer".
+REST_KNOX = {
+    "TOKEN_TTL": None,
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_PREFIX": "llk_",
+    "AUTO_REFRESH": False,
+}
+# A retried write with the same Idempotency-Key gets the first answer for this many hours.
+API_IDEMPOTENCY_TTL_HOURS = env_int("API_IDEMPOTENCY_TTL_HOURS", 24, minimum=1)
+# A key whose first request has not answered after this many seconds (its worker died) may run again.
+API_IDEMPOTENCY_LOCK_SECONDS = env_int("API_IDEMPOTENCY_LOCK_SECONDS", 300, minimum=10)
+# Requests per client, unless the client's own row says otherwise ("N/second|minute|hour|day").
+API_DEFAULT_THROTTLE_RATE = env.str("API_DEFAULT_THROTTLE_RATE", default="1200/minute").strip()
+if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", API_DEFAULT_THROTTLE_RATE):
+    raise ImproperlyConfigured(
+        f"API_DEFAULT_THROTTLE_RATE={API_DEFAULT_THROTTLE_RATE!r} is not a rate like 1200/minute"
+    )
+API_BULK_MAX_DOCUMENTS = env_int("API_BULK_MAX_DOCUMENTS", 1000, minimum=1)
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 100, minimum=1)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ledgerlink API",
+    "DESCRIPTION": "Push invoices, payments and credit notes into Ledgerlink, read sync status and "
+    "bindings, run syncs, and work reconciliation exceptions and overrides. See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "PREPROCESSING_HOOKS": ["api.schema.only_api_endpoints"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ObjectTypeEnum": "sync.models.ObjectType",
+        "DocumentTypeEnum": ["invoice", "payment", "credit_note"],
+        "SyncJobKindEnum": "sync.models.SyncJob.Kind",
+        "SyncJobStateEnum": "sync.models.SyncJob.State",
+        "ExceptionKindEnum": "reconciliation.models.ReconciliationException.Kind",
+        "ExceptionStateEnum": "reconciliation.models.ReconciliationException.State",
+        "OverrideStateEnum": "reconciliation.models.Override.State",
+    },
 }
 
 # Built-in emulators of QuickBooks Online, Xero and Stripe under /sandbox/<platform>/ (demo and tests).
@@ -265,6 +318,70 @@ SYNC_PULL_OVERLAP_SECONDS = env_int("SYNC_PULL_OVERLAP_SECONDS", 300, minimum=0)
 SYNC_JOB_LEASE_SECONDS = env_int("SYNC_JOB_LEASE_SECONDS", 300, minimum=30)
 # A queued job nobody picked up within this many seconds gets its doorbell rung again by the reaper.
 SYNC_JOB_REQUEUE_SECONDS = env_int("SYNC_JOB_REQUEUE_SECONDS", 120, minimum=10)
+# In daily-summary mode a day is posted only this many minutes after local midnight (late sales make it).
+SYNC_SUMMARY_GRACE_MINUTES = env_int("SYNC_SUMMARY_GRACE_MINUTES", 60, minimum=0)
+
+# Incoming webhooks (POST /webhooks/<connection id>/, docs/webhooks.md). A larger body is refused with 413
+# before it is read; deliveries older than the retention are deleted by a daily schedule. The retention
+# outlasts Stripe's 3 days of retries, so a late retry is still recognised as a duplicate.
+WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30, minimum=4)
+
+# Payment reminders and alerts (docs/reminders.md). Reminders go out daily at this server-local time
+# ("HH:MM"; empty: no schedule, run `manage.py send_reminders` yourself). A reminder date missed because no
+# run happened is caught up for this many days, then dropped as stale.
+REMINDER_SCHEDULE_TIME = env.str("REMINDER_SCHEDULE_TIME", default="08:00").strip()
+if REMINDER_SCHEDULE_TIME:
+    try:
+        _hour, _minute = (int(part) for part in REMINDER_SCHEDULE_TIME.split(":"))
+        if not (0 <= _hour < 24 and 0 <= _minute < 60):
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"REMINDER_SCHEDULE_TIME={REMINDER_SCHEDULE_TIME!r} is not a time; use HH:MM, e.g. 08:00"
+        ) from None
+    REMINDER_SCHEDULE_TIME = f"{_hour:02d}:{_minute:02d}"
+REMINDER_CATCH_UP_DAYS = env_int("REMINDER_CATCH_UP_DAYS", 7, minimum=1)
+# The name reminder emails sign with ({{ company_name }} in the templates).
+COMPANY_NAME = env.str("COMPANY_NAME", default="Ledgerlink").strip()
+# Integration admins get one digest email of pending alerts every this many minutes.
+ALERT_DIGEST_MINUTES = env_int("ALERT_DIGEST_MINUTES", 60, minimum=1)
+# Alert when this many exceptions are open at once (0: never).
+ALERT_EXCEPTION_THRESHOLD = env_int("ALERT_EXCEPTION_THRESHOLD", 100, minimum=0)
+
+
+# Reconciliation (docs/reconciliation.md). Tolerances: money in the document's currency; the FX
+# tolerance when a copy is in another currency or at another rate; dates in days. Severity of a finding
+# follows its amount at risk in BASE_CURRENCY (medium, high and critical from these amounts).
+def env_decimal(name: str, default: str, *, minimum: str = "0") -> Decimal:
+    raw = env.str(name, default=default).strip()
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+    if not value.is_finite() or value < Decimal(minimum):
+        raise ImproperlyConfigured(f"{name}={raw!r} must be a number of at least {minimum}")
+    return value
+
+
+RECONCILIATION_AMOUNT_TOLERANCE = env_decimal("RECONCILIATION_AMOUNT_TOLERANCE", "0.01")
+RECONCILIATION_FX_TOLERANCE_PERCENT = env_decimal("RECONCILIATION_FX_TOLERANCE_PERCENT", "0.5")
+RECONCILIATION_DATE_TOLERANCE_DAYS = env_int("RECONCILIATION_DATE_TOLERANCE_DAYS", 0, minimum=0)
+RECONCILIATION_SEVERITY_MEDIUM_AMOUNT = env_decimal("RECONCILIATION_SEVERITY_MEDIUM_AMOUNT", "100")
+RECONCILIATION_SEVERITY_HIGH_AMOUNT = env_decimal("RECONCILIATION_SEVERITY_HIGH_AMOUNT", "1000")
+RECONCILIATION_SEVERITY_CRITICAL_AMOUNT = env_decimal("RECONCILIATION_SEVERITY_CRITICAL_AMOUNT", "10000")
+if not (
+    RECONCILIATION_SEVERITY_MEDIUM_AMOUNT
+    <= RECONCILIATION_SEVERITY_HIGH_AMOUNT
+    <= RECONCILIATION_SEVERITY_CRITICAL_AMOUNT
+):
+    raise ImproperlyConfigured("RECONCILIATION_SEVERITY_*_AMOUNT must rise from MEDIUM to HIGH to CRITICAL")
+# A reconciliation of everything runs every this many minutes (0: no schedule).
+RECONCILIATION_SCHEDULE_MINUTES = env_int("RECONCILIATION_SCHEDULE_MINUTES", 60, minimum=0)
+# A document is not "missing" in a destination until it is this old (the push has had its chance).
+RECONCILIATION_MISSING_AFTER_MINUTES = env_int("RECONCILIATION_MISSING_AFTER_MINUTES", 60, minimum=0)
+# Documents per page of a run: each page is read with a few queries and written in one transaction.
+RECONCILIATION_PAGE_SIZE = env_int("RECONCILIATION_PAGE_SIZE", 2000, minimum=1)
 
 # Password given to demo users that `load_demo` creates (never use the demo users in production).
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="ledgerlink-demo")

@@ -8,10 +8,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from connectors.models import Connection, HttpExchange
+from connectors.models import Connection, HttpExchange, WebhookDelivery
 from connectors.registry import connector_class, platform_choices
 from connectors.services import connection_check
 
@@ -55,6 +55,7 @@ class ConnectionAdmin(SimpleHistoryAdmin):
         "health",
         "last_error",
         "last_checked_at",
+        "last_webhook_at",
         "stored_credentials",
         "created_at",
         "updated_at",
@@ -62,7 +63,19 @@ class ConnectionAdmin(SimpleHistoryAdmin):
     fieldsets = [
         (None, {"fields": ["name", "platform", "role", "base_url", "options"]}),
         ("Credentials", {"fields": ["stored_credentials", "new_credentials"]}),
-        ("Health", {"fields": ["health", "last_error", "last_checked_at", "created_at", "updated_at"]}),
+        (
+            "Health",
+            {
+                "fields": [
+                    "health",
+                    "last_error",
+                    "last_checked_at",
+                    "last_webhook_at",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
+        ),
     ]
 
     @admin.display(description="Stored credentials")
@@ -153,3 +166,85 @@ class HttpExchangeAdmin(admin.ModelAdmin):
             return format_html('<span style="color:#b00">{}</span>', obj.error[:60] or "no answer")
         colour = "#2c7a3f" if obj.status < 400 else "#b00"
         return format_html('<span style="color:{}">{}</span>', colour, obj.status)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """What the platforms sent, read-only: processed, duplicate or rejected, with the jobs it started."""
+
+    list_display = [
+        "received_at",
+        "connection",
+        "outcome",
+        "object_type",
+        "external_id",
+        "action",
+        "jobs",
+        "status",
+        "remote_addr",
+    ]
+    list_filter = ["outcome", "connection", "object_type", "status"]
+    list_select_related = ["connection"]
+    search_fields = ["event_id", "external_id", "reason"]
+    date_hierarchy = "received_at"
+    fields = [
+        "connection",
+        "received_at",
+        "outcome",
+        "reason",
+        "status",
+        "event_id",
+        "object_type",
+        "external_id",
+        "action",
+        "account",
+        "occurred_at",
+        "jobs",
+        "remote_addr",
+        "same_request",
+        "request_body",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
+        # bodies reach 1 MiB: the list never loads them, the detail page reads its request's once
+        return super().get_queryset(request).defer("body")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WebhookDelivery | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WebhookDelivery | None = None) -> bool:
+        return False  # the retention schedule deletes them; people only read
+
+    @admin.display(description="Jobs")
+    def jobs(self, obj: WebhookDelivery) -> str:
+        if not obj.job_ids:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{}</a>',
+            ((reverse("admin:sync_syncjob_change", args=[pk]), pk) for pk in obj.job_ids),
+        )
+
+    @admin.display(description="Events of the same request")
+    def same_request(self, obj: WebhookDelivery) -> str:
+        url = reverse("admin:connectors_webhookdelivery_changelist") + f"?request_id={obj.request_id}"
+        return format_html('<a href="{}">{}</a>', url, obj.request_id)
+
+    @admin.display(description="Body")
+    def request_body(self, obj: WebhookDelivery) -> str:
+        if obj.outcome == WebhookDelivery.Outcome.REJECTED:
+            return "not kept for refused requests"
+        body = (
+            WebhookDelivery.objects.filter(request_id=obj.request_id)
+            .exclude(body="")
+            .values_list("body", flat=True)
+            .first()
+        )
+        if not body:
+            return "-"
+        shown = body if len(body) <= 20_000 else body[:20_000] + "\n... (truncated)"
+        return format_html('<pre style="white-space:pre-wrap">{}</pre>', shown)

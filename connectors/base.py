@@ -386,6 +386,10 @@ class Connector:
     customer_reference_is_name: ClassVar[bool] = False
     # creates per request for connectors with create_many (Xero 50 invoices a call, QuickBooks batches of 30)
     batch_limit: ClassVar[int] = 1
+    # Webhooks in (connectors.inbound): a query parameter whose value a subscription handshake wants
+    # echoed back as text/plain (Business Central's "validationToken"), and whether bodies are JSON.
+    webhook_validation_param: ClassVar[str] = ""
+    webhook_json: ClassVar[bool] = True
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection

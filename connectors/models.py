@@ -45,10 +45,14 @@ class Connection(models.Model):
     health = models.CharField(max_length=20, choices=Health.choices, default=Health.UNKNOWN, db_index=True)
     last_error = models.TextField(blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_webhook_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the platform last sent a webhook that passed verification."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords(excluded_fields=["credentials"])
+    # last_webhook_at is a stamp, not a change anyone made: keeping it out of history spares a row per webhook
+    history = HistoricalRecords(excluded_fields=["credentials", "last_webhook_at"])
 
     class Meta:
         ordering = ["name"]
@@ -114,3 +118,51 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} held by {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
+class WebhookDelivery(models.Model):
+    """One event a platform sent to /webhooks/<connection id>/, or one request refused before its events
+    could be read.
+
+    An event is processed once per connection: the partial unique index on (connection, event id) is what
+    makes a replay a duplicate, even when two copies arrive at the same moment. Refused requests keep no
+    body and no event id; the body of a verified request is kept once, on the first row of its request.
+    """
+
+    class Outcome(models.TextChoices):
+        PROCESSED = "processed", "Processed"
+        DUPLICATE = "duplicate", "Duplicate (seen before)"
+        REJECTED = "rejected", "Rejected"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    request_id = models.UUIDField(db_index=True, help_text="The same for every event of one request.")
+    event_id = models.CharField(max_length=255, blank=True)
+    object_type = models.CharField(max_length=60, blank=True)
+    external_id = models.CharField(max_length=255, blank=True)
+    action = models.CharField(max_length=40, blank=True)
+    account = models.CharField(max_length=255, blank=True, help_text="Realm, tenant or account named.")
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    reason = models.TextField(blank=True)
+    status = models.PositiveSmallIntegerField(help_text="The HTTP status answered.")
+    job_ids = models.JSONField(default=list, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    body = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        verbose_name = "webhook delivery"
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "event_id"],
+                condition=models.Q(outcome="processed") & ~models.Q(event_id=""),
+                name="webhook_event_processed_once",
+            )
+        ]
+        indexes = [models.Index(fields=["connection", "-received_at"], name="webhook_by_connection")]
+
+    def __str__(self) -> str:
+        what = f"{self.object_type} {self.external_id}".strip() or "request"
+        return f"{what} from {self.connection_id}: {self.outcome}"

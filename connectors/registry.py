@@ -7,6 +7,7 @@ from importlib import import_module
 from connectors.base import Connector
 
 PLATFORMS: dict[str, str] = {
+    "api": "connectors.api.connector.ApiConnector",
     "csv": "connectors.csv.connector.CsvConnector",
     "quickbooks": "connectors.quickbooks.connector.QuickBooksConnector",
     "stripe": "connectors.stripe.connector.StripeConnector",

@@ -97,7 +97,12 @@ class ReconciliationException(models.Model):
 
     class Meta:
         ordering = ["-last_seen_at", "-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"], name="exception_object_idx")]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="exception_object_idx"),
+            # the triage queue's default order, whole and per state, without sorting a million rows
+            models.Index(fields=["-last_seen_at", "-id"], name="exception_queue_idx"),
+            models.Index(fields=["state", "-last_seen_at", "-id"], name="exception_state_queue_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.title
@@ -148,6 +153,9 @@ class Override(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_comment = models.TextField(blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
+    apply_error = models.TextField(
+        blank=True, help_text="Why applying it failed; it stays approved and nothing of it was written."
+    )
     reverts = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
 
     history = HistoricalRecords()

@@ -18,7 +18,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -377,6 +377,8 @@ class Books:
     def __init__(self, account: str) -> None:
         self.account = account
         self._cache: dict[str, dict[str, Any]] = {}
+        # (kind, field, value) -> (record id, Type) of the stored records carrying it
+        self._numbers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
 
     def all(self, kind: str) -> dict[str, Any]:
         if kind not in self._cache:
@@ -392,7 +394,29 @@ class Books:
         record = core.record_save(PLATFORM, self.account, kind, record_id, data)
         if kind in self._cache:
             self._cache[kind][record_id] = record
+        for (cached_kind, field, value), holders in self._numbers.items():
+            if cached_kind == kind and str(data.get(field)) == value:
+                entry = (record_id, str(data.get("Type") or ""))
+                holders[:] = [h for h in holders if h[0] != record_id] + [entry]
         return record
+
+    def numbers_load(self, kind: str, field: str, values: Iterable[str]) -> None:
+        """Which stored records carry each of `values` in `field`: one query for a whole request (a
+        JSON key lookup), never a read of every stored record."""
+        wanted = {str(v) for v in values if v} - {key[2] for key in self._numbers if key[:2] == (kind, field)}
+        if not wanted:
+            return
+        for value in wanted:
+            self._numbers[(kind, field, value)] = []
+        rows = core.record_list(PLATFORM, self.account, kind).filter(**{f"data__{field}__in": sorted(wanted)})
+        for record_id, data in rows.values_list("record_id", "data"):
+            key = (kind, field, str(data.get(field)))
+            self._numbers.setdefault(key, []).append((record_id, str(data.get("Type") or "")))
+
+    def numbered(self, kind: str, field: str, value: str) -> list[tuple[str, str]]:
+        """(record id, Type) of the stored records whose `field` is `value`."""
+        self.numbers_load(kind, field, [value])
+        return self._numbers.get((kind, field, str(value)), [])
 
     def by_code(self, kind: str, field: str, value: Any) -> Any:
         if not value:
@@ -890,8 +914,8 @@ def build_document(
     if element.get(number_field) and doc_type in SALES_TYPES:
         own = existing.record_id if existing is not None else None
         taken = any(
-            r.data.get(number_field) == number and r.data.get("Type") == doc_type and r.record_id != own
-            for r in books.all(kind).values()
+            kind_ == doc_type and record_id != own
+            for record_id, kind_ in books.numbered(kind, number_field, str(number))
         ) or (doc_type, number) in (batch.numbers if batch else set())
         if taken:
             errors.append(
@@ -949,9 +973,8 @@ def save_document(books: Books, kind: str, data: dict[str, Any], record_id: str 
         )
     if not data.get(number_field) and data["Type"] in SALES_TYPES:
         prefix = "INV" if kind == "invoice" else "CN"
-        taken = {r.data.get(number_field) for r in books.all(kind).values()}
         number = ""
-        while not number or number in taken:
+        while not number or books.numbered(kind, number_field, number):
             number = f"{prefix}-{core.next_number(PLATFORM, books.account, f'{kind}-number'):04d}"
         data[number_field] = number
     return books.save(kind, record_id or _new_id(books.account, kind), data)
@@ -1001,6 +1024,8 @@ def put_documents(request: HttpRequest, account: str, match: re.Match[str]) -> H
     collection, _, _ = DOCUMENTS[kind]
     elements = _elements(_body(request), collection)
     books, batch = Books(account), _Batch()
+    _, _, number_field = DOCUMENTS[kind]
+    books.numbers_load(kind, number_field, [str(element.get(number_field) or "") for element in elements])
     built = [
         build_document(books, kind, element, unitdp=_unitdp(request), batch=batch) for element in elements
     ]

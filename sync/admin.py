@@ -39,6 +39,8 @@ from sync.models import (
     PaymentAllocation,
     PushOperation,
     ReferenceData,
+    SummaryMember,
+    SummaryPosting,
     SyncAttempt,
     SyncCursor,
     SyncJob,
@@ -59,6 +61,9 @@ DOCUMENT_ADMIN = {
     "credit_note": "admin:sync_creditnote_change",
     "payment": "admin:sync_payment_change",
     "customer": "admin:sync_customer_change",
+    "summary_invoice": "admin:sync_summaryposting_change",
+    "summary_credit_note": "admin:sync_summaryposting_change",
+    "summary_payment": "admin:sync_summaryposting_change",
 }
 
 
@@ -783,7 +788,7 @@ class SyncCursorAdmin(admin.ModelAdmin):
 @admin.register(SyncProfile)
 class SyncProfileAdmin(SimpleHistoryAdmin):
     change_form_template = "admin/sync/syncprofile/change_form.html"
-    actions = ["run_now", "dry_run"]
+    actions = ["run_now", "reconcile_now", "dry_run"]
     list_display = ["name", "source", "destination", "schedule", "posting_mode", "cutover_date", "enabled"]
     list_select_related = ["source", "destination"]
     list_filter = ["enabled", "schedule", "posting_mode", "source", "destination"]
@@ -806,6 +811,20 @@ class SyncProfileAdmin(SimpleHistoryAdmin):
             lambda profile, job: f"{profile.name} as job #{job.pk}" if job is not None else None,
         )
         outcomes.report(self, request, skipped_reason="not queued (already queued or running)")
+
+    @admin.action(description="Reconcile now: compare source and destination", permissions=["run"])
+    def reconcile_now(self, request: HttpRequest, queryset: QuerySet[SyncProfile]) -> None:
+        reconcile_enqueue = _service("reconciliation.services.reconcile_enqueue")
+        if reconcile_enqueue is None:
+            _service_missing(self, request, "reconciliation.services.reconcile_enqueue")
+            return
+        outcomes = Outcomes("Queued")
+        outcomes.run(
+            queryset,
+            lambda profile: reconcile_enqueue(profile, user=request.user),
+            lambda profile, job: f"reconciliation of {profile.name} as job #{job.pk}",
+        )
+        outcomes.report(self, request)
 
     @admin.action(description="Dry run: show what would be sent", permissions=["view"])
     def dry_run(self, request: HttpRequest, queryset: QuerySet[SyncProfile]) -> HttpResponse | None:
@@ -1125,3 +1144,76 @@ class PaymentAllocationAdmin(SimpleHistoryAdmin):
     list_select_related = ["payment", "invoice"]
     search_fields = ["payment__reference", "invoice__number"]
     raw_id_fields = ["payment", "invoice"]
+
+
+class SummaryMemberInline(admin.TabularInline):
+    model = SummaryMember
+    fields = ["document", "document_version"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    @admin.display(description="Document")
+    def document(self, obj: SummaryMember) -> str:
+        return _link(document_admin_url(obj.object_type, obj.object_id), f"{obj.object_type} {obj.object_id}")
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SummaryPosting)
+class SummaryPostingAdmin(admin.ModelAdmin):
+    """Daily summaries are written by the push alone: read-only here, with their members."""
+
+    list_display = [
+        "number",
+        "kind",
+        "day",
+        "currency",
+        "member_count",
+        "total",
+        "row_version",
+        "posted_version",
+        "destination_id",
+        "profile",
+    ]
+    list_select_related = ["profile"]
+    list_filter = ["kind", "currency", "profile", ("day", DateRangeFilterBuilder())]
+    search_fields = ["number"]
+    date_hierarchy = "day"
+    readonly_fields = [f.name for f in SummaryPosting._meta.fields]
+    inlines = [SummaryMemberInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SummaryPosting]:
+        from django.db.models import OuterRef, Subquery
+
+        bound = Binding.objects.filter(
+            connection_id=OuterRef("profile__destination_id"),
+            object_type=OuterRef("kind"),
+            object_id=OuterRef("pk"),
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                bound_external_id=Subquery(bound.values("external_id")[:1]),
+                bound_version=Subquery(bound.values("document_version")[:1]),
+            )
+        )
+
+    @admin.display(description="Posted version", ordering="bound_version")
+    def posted_version(self, obj: Any) -> Any:
+        return obj.bound_version if obj.bound_version is not None else "-"
+
+    @admin.display(description="Destination id", ordering="bound_external_id")
+    def destination_id(self, obj: Any) -> str:
+        return obj.bound_external_id or "-"
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

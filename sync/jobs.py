@@ -83,13 +83,14 @@ def job_enqueue(
     dry_run: bool = False,
 ) -> SyncJob:
     """Record a job and ring for it once the surrounding transaction commits."""
-    if profile is None and connection is None:
+    # kinds run by other apps may span every connection (a reconciliation of everything)
+    if profile is None and connection is None and kind not in HANDLERS:
         raise ValueError("a job needs a profile or a connection")
     job = SyncJob.objects.create(
         kind=kind,
         trigger=trigger,
         profile=profile,
-        connection=connection or profile.source,  # type: ignore[union-attr]
+        connection=connection or (profile.source if profile is not None else None),
         params=params or {},
         created_by=user if getattr(user, "pk", None) else None,
         dry_run=dry_run,
@@ -271,18 +272,35 @@ def _pull_phase(job: SyncJob, connection: Connection, types: Iterable[str], beat
         _add_counts(job, report)
 
 
+def _documents(job: SyncJob) -> dict[str, list[int]] | None:
+    """A push limited to named documents: params {"documents": [[object_type, id], ...]}."""
+    if "documents" not in job.params:
+        return None
+    documents: dict[str, list[int]] = {}
+    for object_type, object_id in job.params["documents"] or []:
+        documents.setdefault(object_type, []).append(int(object_id))
+    return documents
+
+
 def _push_phase(
     job: SyncJob, beat: Heartbeat, date_range: tuple[date, date] | None = None
 ) -> pushing.PushReport:
     profile = job.profile
     assert profile is not None
+    documents = _documents(job)
     total = sum(
-        pushing.candidates(profile, t, date_range=date_range).count()
+        pushing.candidates(
+            profile, t, date_range=date_range, ids=documents.get(t, []) if documents is not None else None
+        ).count()
         for t in profile.object_types
         if t in pushing.MODELS
     )
+    if profile.posting_mode == SyncProfile.PostingMode.DAILY_SUMMARY:
+        from sync.summary import summaries_due_count  # progress counts summaries, not sales
+
+        total = summaries_due_count(profile, date_range=date_range)
     SyncJob.objects.filter(pk=job.pk).update(progress_total=F("progress_done") + total)
-    report = pushing.Pusher(profile, job).run(date_range=date_range, progress=beat)
+    report = pushing.Pusher(profile, job).run(date_range=date_range, progress=beat, documents=documents)
     _add_counts(job, report)
     return report
 

@@ -578,3 +578,67 @@ class PushOperation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_operation_display()} {self.object_type} {self.object_id} v{self.document_version}"
+
+
+class SummaryPosting(models.Model):
+    """One document a daily-summary profile posts: a day's sales (or credits, or payments into one deposit
+    account) in one currency, as one destination document. Its copy there is a `Binding` whose object type
+    is the summary's kind; `row_version` moves whenever its members or one of their versions change, so
+    a late change is re-posted as an update like any document's."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "summary_invoice", "Summary invoice"
+        CREDIT_NOTE = "summary_credit_note", "Summary credit note"
+        PAYMENT = "summary_payment", "Summary payment"
+
+    profile = models.ForeignKey(SyncProfile, on_delete=models.CASCADE, related_name="summaries")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    day = models.DateField(help_text="Issue date (payments: transaction date) of every member.")
+    currency = models.CharField(max_length=3)
+    deposit_account = models.CharField(
+        max_length=255, blank=True, help_text="Payments: the destination account they were paid into."
+    )
+    number = models.CharField(max_length=100, help_text="Its number there, and what a lookup finds it by.")
+    row_version = models.PositiveIntegerField(default=1, help_text="Bumped whenever its members change.")
+    members_hash = models.CharField(max_length=64, blank=True)
+    member_count = models.PositiveIntegerField(default=0)
+    subtotal = models.DecimalField(**MONEY, default=0)
+    tax_total = models.DecimalField(**MONEY, default=0)
+    total = models.DecimalField(**MONEY, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-day", "kind", "currency", "deposit_account"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile", "kind", "day", "currency", "deposit_account"],
+                name="summary_posting_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["profile", "kind", "day"], name="summary_posting_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.number}"
+
+
+class SummaryMember(models.Model):
+    """A canonical document counted in a summary: in at most one summary per profile, at the version
+    that summary was composed from."""
+
+    summary = models.ForeignKey(SummaryPosting, on_delete=models.CASCADE, related_name="members")
+    profile = models.ForeignKey(SyncProfile, on_delete=models.CASCADE, related_name="+")
+    object_type = models.CharField(max_length=20, choices=ObjectType.choices)
+    object_id = models.BigIntegerField()
+    document_version = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["summary", "object_type", "object_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile", "object_type", "object_id"], name="summary_member_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_type} {self.object_id} in {self.summary_id}"

@@ -27,6 +27,9 @@ class PreviewItem:
     diff: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     destination_id: str = ""
+    # a daily summary: the documents it sums, and its lines per placement (or payment per invoice)
+    members: list[str] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _item(
@@ -69,6 +72,10 @@ def profile_preview(
     profile: SyncProfile, *, limit: int = 50, document: tuple[str, int] | None = None
 ) -> list[PreviewItem]:
     """Up to `limit` documents the profile would push now, or the one `document` (object type, id)."""
+    if profile.posting_mode == SyncProfile.PostingMode.DAILY_SUMMARY and document is None:
+        from sync.summary import summaries_preview  # built on this module: imported when used
+
+        return summaries_preview(profile, limit=limit)
     pusher = pushing.Pusher(profile, dry_run=True)
     items: list[PreviewItem] = []
     types = [document[0]] if document else [t for t in pushing.ORDER if t in (profile.object_types or [])]

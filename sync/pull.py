@@ -102,6 +102,36 @@ def changes_write(
         )
 
 
+def cursor_begin(cursor: SyncCursor, *, floor: date | None = None) -> None:
+    """Start a run from the cursor (minus the overlap window), unless one is under way: it resumes."""
+    if cursor.run_started:
+        return
+    since = cursor.since - overlap() if cursor.since else None
+    if since is None and floor is not None:
+        since = datetime.combine(floor, time.min, tzinfo=UTC)
+    cursor.run_since, cursor.run_page, cursor.run_high_water = since, "", cursor.since
+    cursor.run_started = True
+    cursor.save()
+
+
+def cursor_advance(cursor: SyncCursor, page: ChangePage) -> None:
+    """Note a written page on the cursor (call it in the page's transaction): the next page's token, or,
+    after the last page, the newest change time seen as the cursor's new start."""
+    newest = [c.updated_at for c in page.changes if c.updated_at] + [page.high_water]
+    newest = [value for value in newest if value is not None]
+    if newest:
+        top = max(newest)
+        if cursor.run_high_water is None or top > cursor.run_high_water:
+            cursor.run_high_water = top
+    if page.next_page:
+        cursor.run_page = page.next_page
+    else:
+        cursor.since = cursor.run_high_water or cursor.since
+        cursor.run_started, cursor.run_page, cursor.run_since = False, "", None
+        cursor.pulled_at = timezone.now()
+    cursor.save()
+
+
 def pull(
     connection: Any,
     object_type: str,
@@ -114,13 +144,7 @@ def pull(
     connector = connection.connector()
     report = PullReport()
     cursor, _ = SyncCursor.objects.get_or_create(connection=connection, object_type=object_type)
-    if not cursor.run_started:
-        since = cursor.since - overlap() if cursor.since else None
-        if since is None and floor is not None:
-            since = datetime.combine(floor, time.min, tzinfo=UTC)
-        cursor.run_since, cursor.run_page, cursor.run_high_water = since, "", cursor.since
-        cursor.run_started = True
-        cursor.save()
+    cursor_begin(cursor, floor=floor)
     while True:
         page: ChangePage = connector.list_changes(
             object_type, since=cursor.run_since, page=cursor.run_page or None
@@ -128,19 +152,7 @@ def pull(
         report.pages += 1
         with transaction.atomic():
             changes_write(connection, job, object_type, page.changes, report)
-            newest = [c.updated_at for c in page.changes if c.updated_at] + [page.high_water]
-            newest = [value for value in newest if value is not None]
-            if newest:
-                top = max(newest)
-                if cursor.run_high_water is None or top > cursor.run_high_water:
-                    cursor.run_high_water = top
-            if page.next_page:
-                cursor.run_page = page.next_page
-            else:
-                cursor.since = cursor.run_high_water or cursor.since
-                cursor.run_started, cursor.run_page, cursor.run_since = False, "", None
-                cursor.pulled_at = timezone.now()
-            cursor.save()
+            cursor_advance(cursor, page)
         if heartbeat is not None:
             heartbeat(len(page.changes))
         if not page.next_page:

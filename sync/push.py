@@ -18,7 +18,7 @@ the invoice, invoices before credit notes and payments, credit allocations after
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -47,7 +47,7 @@ from connectors.base import (
 )
 from reconciliation.models import ReconciliationException
 from reconciliation.services import exception_fingerprint, exception_record, exceptions_resolve_by_system
-from sync import mapping
+from sync import mapping, snapshots
 from sync.models import (
     Binding,
     CreditNote,
@@ -260,8 +260,15 @@ def mapping_url(profile: SyncProfile) -> str:
 
 
 # --- planning -----------------------------------------------------------------------------------------
-def candidates(profile: SyncProfile, object_type: str, *, date_range: tuple[date, date] | None = None) -> Any:
-    """Documents from the profile's source that the destination does not have at their current version."""
+def candidates(
+    profile: SyncProfile,
+    object_type: str,
+    *,
+    date_range: tuple[date, date] | None = None,
+    ids: Sequence[int] | None = None,
+) -> Any:
+    """Documents from the profile's source that the destination does not have at their current version
+    (only those with the primary keys `ids`, when given)."""
     model = MODELS[object_type]
     bound = Binding.objects.filter(
         connection_id=profile.destination_id, object_type=object_type, object_id=OuterRef("pk")
@@ -275,6 +282,8 @@ def candidates(profile: SyncProfile, object_type: str, *, date_range: tuple[date
             .order_by("pk")
         )
     queryset = model.objects.filter(source_connection_id=profile.source_id)
+    if ids is not None:
+        queryset = queryset.filter(pk__in=list(ids))
     date_field = DATE_FIELDS[object_type]
     if date_range is not None:
         queryset = queryset.filter(**{f"{date_field}__range": date_range})
@@ -482,8 +491,12 @@ def _settle(
     op.save(update_fields=fields)
 
 
-def _succeed(op: PushOperation, ref: RemoteRef, *, deleted: bool = False) -> None:
-    """Bind the document to what the destination holds, in one transaction with the operation's state."""
+def _succeed(
+    op: PushOperation, ref: RemoteRef, *, deleted: bool = False, snapshot: dict[str, Any] | None = None
+) -> None:
+    """Bind the document to what the destination holds, in one transaction with the operation's state
+    (with `snapshot`, the copy's values as written: see sync.snapshots)."""
+    seen = {"snapshot": snapshot, "snapshot_at": timezone.now()} if snapshot is not None else {}
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -499,6 +512,7 @@ def _succeed(op: PushOperation, ref: RemoteRef, *, deleted: bool = False) -> Non
                         "raw_payload": ref.raw if isinstance(ref.raw, dict | list) else {},
                         "remote_deleted": deleted,
                         "is_origin": False,
+                        **seen,
                     },
                 )
         except IntegrityError:
@@ -586,12 +600,16 @@ def _begin_many(items: Sequence[Prepared]) -> list[Prepared]:
     return [item for item, _ in started]
 
 
-def _succeed_many(pairs: Sequence[tuple[PushOperation, RemoteRef]]) -> None:
-    """`_succeed` for the creates of one batch answer, in one transaction: bindings written, operations
-    succeeded, older unsettled ones superseded. A destination id already bound elsewhere (or a clash
-    with a concurrent writer) goes through `_succeed` alone, which reports it."""
+def _succeed_many(
+    pairs: Sequence[tuple[PushOperation, RemoteRef]], copies: Mapping[int, dict[str, Any]] | None = None
+) -> None:
+    """`_succeed` for the creates of one batch answer, in one transaction: bindings written (with the
+    snapshots in `copies`, by operation pk), operations succeeded, older unsettled ones superseded. A
+    destination id already bound elsewhere (or a clash with a concurrent writer) goes through `_succeed`
+    alone, which reports it."""
     if not pairs:
         return
+    copies = copies or {}
     first = pairs[0][0]
     if len(pairs) == 1 or any(
         (op.connection_id, op.object_type, op.profile_id)
@@ -599,7 +617,7 @@ def _succeed_many(pairs: Sequence[tuple[PushOperation, RemoteRef]]) -> None:
         for op, _ in pairs
     ):
         for op, ref in pairs:
-            _succeed(op, ref)
+            _succeed(op, ref, snapshot=copies.get(op.pk))
         return
     bound = dict(
         Binding.objects.filter(
@@ -618,7 +636,7 @@ def _succeed_many(pairs: Sequence[tuple[PushOperation, RemoteRef]]) -> None:
             clean.append((op, ref))
     try:
         with transaction.atomic():
-            _bindings_write(first, clean)
+            _bindings_write(first, clean, copies)
             now = timezone.now()
             for op, ref in clean:
                 op.external_id = ref.external_id[:255]
@@ -663,11 +681,16 @@ def _succeed_many(pairs: Sequence[tuple[PushOperation, RemoteRef]]) -> None:
             ReconciliationException.objects.filter(fingerprint__in=fingerprints), reason="pushed cleanly"
         )
     for op, ref in alone:
-        _succeed(op, ref)
+        _succeed(op, ref, snapshot=copies.get(op.pk))
 
 
-def _bindings_write(first: PushOperation, pairs: Sequence[tuple[PushOperation, RemoteRef]]) -> None:
+def _bindings_write(
+    first: PushOperation,
+    pairs: Sequence[tuple[PushOperation, RemoteRef]],
+    copies: Mapping[int, dict[str, Any]] | None = None,
+) -> None:
     """The bindings `_succeed` writes (update_or_create), for a batch: one read, one insert, one update."""
+    copies = copies or {}
     existing = {
         binding.object_id: binding
         for binding in Binding.objects.filter(
@@ -689,6 +712,8 @@ def _bindings_write(first: PushOperation, pairs: Sequence[tuple[PushOperation, R
             "is_origin": False,
         }
         binding = existing.get(op.object_id)
+        if op.pk in copies:
+            values.update(snapshot=copies[op.pk], snapshot_at=now)
         if binding is None:
             fresh.append(
                 Binding(
@@ -706,7 +731,8 @@ def _bindings_write(first: PushOperation, pairs: Sequence[tuple[PushOperation, R
     if fresh:
         Binding.objects.bulk_create(fresh)
     if changed:
-        _rows_update(Binding, changed, [*values, "last_synced_at"])
+        names = [name for name in values if name not in ("snapshot", "snapshot_at")]
+        _rows_update(Binding, changed, [*names, "snapshot", "snapshot_at", "last_synced_at"])
 
 
 def _exception(
@@ -851,13 +877,27 @@ def _send(connector: Any, item: Prepared) -> RemoteRef:
     raise ValueError(f"unknown operation {op.operation}")
 
 
-def execute(connector: Any, item: Prepared, report: PushReport) -> None:
-    """Send one operation under the protocol in the module docstring."""
+def _copy(connector: Any, item: Prepared, ref: RemoteRef) -> dict[str, Any] | None:
+    """The snapshot of the copy a write left (sync.snapshots): the document as pushed, overlaid with
+    the destination's answer. None for customers."""
+    return snapshots.pushed_snapshot(
+        connector,
+        item.op.object_type,
+        item.document,
+        item.context,
+        ref.raw,
+        connection_id=item.op.connection_id,
+    )
+
+
+def execute(connector: Any, item: Prepared, report: PushReport, *, unsettled: bool | None = None) -> None:
+    """Send one operation under the protocol in the module docstring. `unsettled`: whether anything for
+    the document was sent with an unknown outcome, when the caller looked it up for a whole page."""
     op = item.op
-    if op.operation in (Op.CREATE,) and _unsettled(op):
+    if op.operation in (Op.CREATE,) and (_unsettled(op) if unsettled is None else unsettled):
         found = _looked_up(connector, op)
         if found is not None:
-            _succeed(op, found)
+            _succeed(op, found, snapshot=_copy(connector, item, found))
             report.count("created")
             return
     if not _begin(op, item.payload):
@@ -877,7 +917,9 @@ def execute(connector: Any, item: Prepared, report: PushReport) -> None:
     except ConflictError as exc:
         verified = _verified(connector, op, item.payload) if op.attempts > 1 else None
         if verified is not None:
-            _succeed(op, verified, deleted=op.operation == Op.DELETE)
+            _succeed(
+                op, verified, deleted=op.operation == Op.DELETE, snapshot=_copy(connector, item, verified)
+            )
             report.count("updated")
             return
         _settle(op, State.FAILED, str(exc))
@@ -894,9 +936,8 @@ def execute(connector: Any, item: Prepared, report: PushReport) -> None:
         return
     except NotFoundError as exc:
         if op.operation in (Op.VOID, Op.DELETE):
-            _succeed(
-                op, RemoteRef(external_id=item.binding.external_id if item.binding else ""), deleted=True
-            )
+            gone = RemoteRef(external_id=item.binding.external_id if item.binding else "")
+            _succeed(op, gone, deleted=True, snapshot=_copy(connector, item, gone))
             report.count("updated")
             return
         _fail(op, item, exc, report)
@@ -905,7 +946,7 @@ def execute(connector: Any, item: Prepared, report: PushReport) -> None:
         _fail(op, item, exc, report)
         return
     crash_point("after_write", op)
-    _succeed(op, ref, deleted=op.operation == Op.DELETE)
+    _succeed(op, ref, deleted=op.operation == Op.DELETE, snapshot=_copy(connector, item, ref))
     crash_point("after_commit", op)
     report.count("created" if op.operation == Op.CREATE else "updated")
 
@@ -934,7 +975,7 @@ def execute_batch(connector: Any, items: Sequence[Prepared], report: PushReport)
     fresh = [item for item in items if item.op.pk not in unsettled]
     for item in items:
         if item.op.pk in unsettled:
-            execute(connector, item, report)
+            execute(connector, item, report, unsettled=True)
     started = _begin_many(fresh)
     if not started:
         return
@@ -960,13 +1001,17 @@ def execute_batch(connector: Any, items: Sequence[Prepared], report: PushReport)
             _fail(item.op, item, exc, report)
         return
     made: list[tuple[PushOperation, RemoteRef]] = []
+    copies: dict[int, dict[str, Any]] = {}
     for item, result in zip(started, results, strict=True):
         if isinstance(result, ConnectorError):
             _fail(item.op, item, result, report)
             continue
         crash_point("after_write", item.op)
         made.append((item.op, result))
-    _succeed_many(made)
+        copy = _copy(connector, item, result)
+        if copy is not None:
+            copies[item.op.pk] = copy
+    _succeed_many(made, copies)
     for op, _ in made:
         crash_point("after_commit", op)
         report.count("created")
@@ -984,6 +1029,7 @@ class Pusher:
         self.table = mapping_table(profile)
         self.report = PushReport()
         self.customer_ids: dict[int, str] = {}
+        self.page_invoice_ids: dict[int, str] = {}  # invoice pk -> id there ("" not bound), this page
 
     # references: what a lookup after a crash finds the document by
     def reference(self, object_type: str, document: Any) -> str:
@@ -1037,14 +1083,52 @@ class Pusher:
         return op.external_id if op.state == State.SUCCEEDED else ""
 
     def invoice_ids(self, documents: Iterable[Invoice]) -> dict[str, str]:
+        """Canonical invoice number -> id in the destination, for the invoices bound there (those the
+        page's prefetch read come from it; "" there means read and not bound)."""
         by_pk = {invoice.pk: invoice.number for invoice in documents}
-        bound = Binding.objects.filter(
-            connection_id=self.profile.destination_id,
-            object_type=ObjectType.INVOICE,
-            object_id__in=list(by_pk),
-            remote_deleted=False,
-        ).values_list("object_id", "external_id")
-        return {by_pk[pk]: external for pk, external in bound}
+        known = self.page_invoice_ids
+        found = {by_pk[pk]: known[pk] for pk in by_pk if known.get(pk)}
+        missing = [pk for pk in by_pk if pk not in known]
+        if missing:
+            bound = Binding.objects.filter(
+                connection_id=self.profile.destination_id,
+                object_type=ObjectType.INVOICE,
+                object_id__in=missing,
+                remote_deleted=False,
+            ).values_list("object_id", "external_id")
+            found.update({by_pk[pk]: external for pk, external in bound})
+        return found
+
+    def page_prefetch(self, object_type: str, documents: Sequence[Any]) -> None:
+        """Read once for a page what preparing each document would otherwise read one by one: the
+        destination ids of the customers and of the invoices the documents point at."""
+        if object_type == ObjectType.CUSTOMER:
+            return
+        customers: set[int] = set()
+        invoices: set[int] = set()
+        for document in documents:
+            if document.customer_id:
+                customers.add(document.customer_id)
+            if object_type in (ObjectType.PAYMENT, ObjectType.CREDIT_NOTE):
+                allocations = list(document.allocations.all())
+                invoices.update(a.invoice_id for a in allocations)
+                if object_type == ObjectType.PAYMENT and not document.customer_id and allocations:
+                    customers.add(allocations[0].invoice.customer_id)
+            if object_type == ObjectType.CREDIT_NOTE and document.original_invoice_id:
+                invoices.add(document.original_invoice_id)
+        customers -= set(self.customer_ids)
+        self.page_invoice_ids = dict.fromkeys(invoices, "")
+        if not customers and not invoices:
+            return
+        bound = Binding.objects.filter(connection_id=self.profile.destination_id).filter(
+            Q(object_type=ObjectType.CUSTOMER, object_id__in=customers)
+            | Q(object_type=ObjectType.INVOICE, object_id__in=invoices, remote_deleted=False)
+        )
+        for kind, object_id, external_id in bound.values_list("object_type", "object_id", "external_id"):
+            if kind == ObjectType.CUSTOMER:
+                self.customer_ids[object_id] = external_id
+            else:
+                self.page_invoice_ids[object_id] = external_id
 
     # --- per type
     def context_for(
@@ -1185,13 +1269,25 @@ class Pusher:
 
     # --- the run
     def run(
-        self, *, date_range: tuple[date, date] | None = None, progress: Callable[[int], None] | None = None
+        self,
+        *,
+        date_range: tuple[date, date] | None = None,
+        progress: Callable[[int], None] | None = None,
+        documents: dict[str, list[int]] | None = None,
     ) -> PushReport:
+        """Push what is due; with `documents` (object type -> ids), only those documents."""
+        if self.profile.posting_mode == SyncProfile.PostingMode.DAILY_SUMMARY:
+            from sync.summary import summaries_push  # built on this module: imported when used
+
+            return summaries_push(self, date_range=date_range, progress=progress)
         wanted = set(self.profile.object_types or [])
+        if documents is not None:
+            wanted &= set(documents)
         for object_type in ORDER:
             if object_type not in wanted:
                 continue
-            for page in _pages(candidates(self.profile, object_type, date_range=date_range)):
+            ids = documents[object_type] if documents is not None else None
+            for page in _pages(candidates(self.profile, object_type, date_range=date_range, ids=ids)):
                 self.push_page(object_type, page)
                 if progress is not None:
                     progress(len(page))
@@ -1224,7 +1320,9 @@ class Pusher:
         ops = _operations(
             self.profile, object_type, [(doc, operation, ref) for doc, operation, _, ref in planned], self.job
         )
+        self.page_prefetch(object_type, [document for document, *_ in planned])
         batch: list[Prepared] = []
+        singles: list[Prepared] = []
         for (document, operation, binding, _), op in zip(planned, ops, strict=True):
             if op.state in (State.SUCCEEDED, State.FAILED, State.SUPERSEDED):
                 self.report.count("skipped" if op.state != State.FAILED else "failed")
@@ -1241,7 +1339,11 @@ class Pusher:
             if operation == Op.CREATE and self._batchable(object_type):
                 batch.append(item)
             else:
-                execute(self.connector, item, self.report)
+                singles.append(item)
+        # one query for the page: which creates follow a send whose outcome is unknown (look first)
+        unsettled = _unsettled_ops([item.op for item in singles if item.op.operation == Op.CREATE])
+        for item in singles:
+            execute(self.connector, item, self.report, unsettled=item.op.pk in unsettled)
         if batch:
             limit = self.connector.batch_limit
             for start in range(0, len(batch), limit):

@@ -7,16 +7,20 @@ from typing import Any
 
 from django.db import transaction
 
-from connectors.base import CustomerRecord
+from connectors.base import CustomerRecord, PermanentError
 from sync.models import ReferenceData
 
 Kind = ReferenceData.Kind
-MAX_CUSTOMER_PAGES = 200
 
 
 def _customers(connector: Any) -> list[dict[str, Any]]:
-    rows, page = [], None
-    for _ in range(MAX_CUSTOMER_PAGES):
+    """Every customer the destination lists, page after page to the last one: a partial list would mark
+    the customers left unread inactive and stop mappings from finding them. A connector that hands back
+    a page token it gave before would loop for ever; that fails loudly and nothing is saved."""
+    rows: list[dict[str, Any]] = []
+    page: str | None = None
+    tokens: set[str] = set()
+    while True:
         answer = connector.list_changes("customer", since=None, page=page)
         for change in answer.changes:
             record = change.record
@@ -32,8 +36,13 @@ def _customers(connector: Any) -> list[dict[str, Any]]:
             )
         page = answer.next_page
         if not page:
-            break
-    return rows
+            return rows
+        if page in tokens:
+            raise PermanentError(
+                f"the customer list repeats its page token {page!r} after {len(tokens) + 1} pages "
+                f"({len(rows)} customers read); the reference data was left as it was"
+            )
+        tokens.add(page)
 
 
 def reference_data_refresh(connection: Any) -> dict[str, int]:

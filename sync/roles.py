@@ -51,6 +51,8 @@ _FINANCE = [
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     INTEGRATION_ADMINS: [
         *[f"connectors.{action}_connection" for action in ("add", "change", "delete", "view")],
+        "connectors.view_webhookdelivery",
+        *[f"api.{action}_apiclient" for action in ("add", "change", "delete", "view")],
         *[
             f"sync.{action}_{model}"
             for model in ("syncprofile", "mappingset", "mappingrow")

@@ -2,7 +2,8 @@
 (which `make run` calls). Every schedule this project owns is named `ledgerlink:...`; one that is no
 longer declared (a profile switched to manual, deleted or disabled) is removed.
 
-- system schedules: the job reaper every minute;
+- system schedules: the job reaper every minute, the webhook delivery purge daily, payment reminders
+  daily and the alert digest (settings REMINDER_SCHEDULE_TIME, ALERT_DIGEST_MINUTES);
 - one per enabled profile with a schedule: every N minutes, hourly, daily at a time, or the end-of-day
   batch (daily at the profile's time, 23:30 server time when none is set).
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,7 +34,33 @@ class Declared:
     at: time | None = None
 
 
-SYSTEM = (Declared(f"{PREFIX}reap jobs", "sync.tasks.jobs_reap", "I", minutes=1),)
+def _reminder_and_alert_schedules() -> tuple[Declared, ...]:
+    """Payment reminders daily at REMINDER_SCHEDULE_TIME (none when empty) and the alert digest every
+    ALERT_DIGEST_MINUTES (docs/reminders.md)."""
+    items = [
+        Declared(
+            f"{PREFIX}alerts digest",
+            "reconciliation.alerts.alerts_scheduled",
+            "I",
+            minutes=int(getattr(settings, "ALERT_DIGEST_MINUTES", 60)),
+        )
+    ]
+    if getattr(settings, "REMINDER_SCHEDULE_TIME", ""):
+        at = time.fromisoformat(settings.REMINDER_SCHEDULE_TIME)
+        items.append(
+            Declared(f"{PREFIX}payment reminders", "reconciliation.reminders.reminders_scheduled", "D", at=at)
+        )
+    return tuple(items)
+
+
+SYSTEM = (
+    Declared(f"{PREFIX}reap jobs", "sync.tasks.jobs_reap", "I", minutes=1),
+    *_reminder_and_alert_schedules(),
+    # deliveries older than WEBHOOK_RETENTION_DAYS (docs/webhooks.md)
+    Declared(f"{PREFIX}purge webhook deliveries", "connectors.inbound.deliveries_purge", "D", at=time(3, 40)),
+    # API Idempotency-Key records older than API_IDEMPOTENCY_TTL_HOURS (docs/api.md)
+    Declared(f"{PREFIX}expire idempotency keys", "api.tasks.idempotency_keys_expire", "H"),
+)
 
 
 def _profile_schedule(profile: SyncProfile) -> Declared | None:
@@ -50,8 +78,17 @@ def _profile_schedule(profile: SyncProfile) -> Declared | None:
     return None
 
 
+def _reconciliation_schedule() -> list[Declared]:
+    """A reconciliation of everything every RECONCILIATION_SCHEDULE_MINUTES (0: none)."""
+    minutes = int(getattr(settings, "RECONCILIATION_SCHEDULE_MINUTES", 60))
+    if minutes <= 0:
+        return []
+    func = "reconciliation.services.reconcile_scheduled"
+    return [Declared(f"{PREFIX}reconcile everything", func, "I", minutes=minutes)]
+
+
 def declared() -> list[Declared]:
-    items = list(SYSTEM)
+    items = [*SYSTEM, *_reconciliation_schedule()]
     for profile in SyncProfile.objects.filter(enabled=True).exclude(schedule=SyncProfile.Schedule.MANUAL):
         item = _profile_schedule(profile)
         if item is not None:

@@ -33,6 +33,7 @@ from connectors.base import (
     content_hash,
     record_to_dict,
 )
+from sync import snapshots
 from sync.models import (
     Binding,
     CreditAllocation,
@@ -146,9 +147,11 @@ def bulk_create_with_history(
     return created
 
 
-def _bindings_insert(rows: Sequence[tuple[Any, str, int, str, str, str]], *, is_origin: bool) -> None:
-    """Insert bindings (connection, object type, object id, external id, number, content hash) with one
-    `executemany`: the columns every row shares are prepared once by their fields."""
+def _bindings_insert(
+    rows: Sequence[tuple[Any, str, int, str, str, str, dict[str, Any]]], *, is_origin: bool
+) -> None:
+    """Insert bindings (connection, object type, object id, external id, number, content hash, snapshot)
+    with one `executemany`: the columns every row shares are prepared once by their fields."""
     if not rows:
         return
     using = router.db_for_write(Binding)
@@ -162,8 +165,6 @@ def _bindings_insert(rows: Sequence[tuple[Any, str, int, str, str, str]], *, is_
         "raw_payload": {},
         "remote_deleted": False,
         "document_version": None,
-        "snapshot": {},
-        "snapshot_at": None,
         "first_seen_at": now,
         "last_synced_at": now,
     }
@@ -173,7 +174,18 @@ def _bindings_insert(rows: Sequence[tuple[Any, str, int, str, str, str]], *, is_
         if value is None:
             value = field_.get_default()
         shared_values.append(field_.get_db_prep_save(value, connection))
-    varying = ["connection", "object_type", "object_id", "external_id", "external_number", "content_hash"]
+    snapshot_field = meta.get_field("snapshot")
+    stamp = meta.get_field("snapshot_at").get_db_prep_save(now, connection)
+    varying = [
+        "connection",
+        "object_type",
+        "object_id",
+        "external_id",
+        "external_number",
+        "content_hash",
+        "snapshot",
+        "snapshot_at",
+    ]
     columns = [quote(meta.get_field(name).column) for name in [*varying, *shared]]
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 - names from the model
@@ -187,9 +199,11 @@ def _bindings_insert(rows: Sequence[tuple[Any, str, int, str, str, str]], *, is_
             external_id,
             number,
             digest,
+            snapshot_field.get_db_prep_save(snapshot, connection),
+            stamp if snapshot else None,
             *shared_values,
         )
-        for connection_, object_type, object_id, external_id, number, digest in rows
+        for connection_, object_type, object_id, external_id, number, digest, snapshot in rows
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
@@ -244,7 +258,15 @@ def _split(
     return new, changed, unchanged, hashes
 
 
-def _bind(connection: Any, object_type: str, pairs: list[tuple[Record, Any]], hashes: dict[str, str]) -> None:
+def _bind(
+    connection: Any,
+    object_type: str,
+    pairs: list[tuple[Record, Any]],
+    hashes: dict[str, str],
+    by_id: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Origin bindings of new documents, each with the snapshot of the record as read (`snapshots` by
+    external id in `by_id` where the caller built them, else from the record itself)."""
     _bindings_insert(
         [
             (
@@ -254,6 +276,9 @@ def _bind(connection: Any, object_type: str, pairs: list[tuple[Record, Any]], ha
                 record.external_id,
                 getattr(record, "number", "") or getattr(record, "reference", ""),
                 hashes[record.external_id],
+                by_id[record.external_id]
+                if by_id is not None
+                else snapshots.record_snapshot(object_type, record),
             )
             for record, document in pairs
         ],
@@ -261,11 +286,37 @@ def _bind(connection: Any, object_type: str, pairs: list[tuple[Record, Any]], ha
     )
 
 
-def _rebind(binding: Binding, digest: str) -> None:
+def _rebind(binding: Binding, digest: str, snapshot: dict[str, Any] | None = None) -> None:
     # An origin binding's payload is the document's own raw_payload; it is not stored twice.
     binding.content_hash = digest
     binding.remote_deleted = False
-    binding.save(update_fields=["content_hash", "remote_deleted", "last_synced_at"])
+    fields = ["content_hash", "remote_deleted", "last_synced_at"]
+    if snapshot is not None:
+        binding.snapshot, binding.snapshot_at = snapshot, timezone.now()
+        fields += ["snapshot", "snapshot_at"]
+    binding.save(update_fields=fields)
+
+
+def _read(object_type: str, record: Record, customer: Customer | None) -> dict[str, Any]:
+    """The snapshot of a record as read, naming its customer as the canonical customer it resolved to."""
+    key = snapshots.customer_key(customer) if customer is not None else None
+    if object_type == ObjectType.INVOICE:
+        return snapshots.invoice_snapshot(record, customer=key)
+    return snapshots.credit_note_snapshot(record, customer=key)
+
+
+def _snapshots_fill(model: type, object_type: str, unchanged: Sequence[tuple[Record, Binding]]) -> None:
+    """Bindings written before snapshots existed get the snapshot of the unchanged record read now."""
+    blank = [(r, b) for r, b in unchanged if not b.snapshot]
+    if not blank:
+        return
+    documents = model.objects.select_related("customer").in_bulk([b.object_id for _, b in blank])
+    snapshots.snapshots_write(
+        [
+            (b.pk, _read(object_type, r, getattr(documents.get(b.object_id), "customer", None)))
+            for r, b in blank
+        ]
+    )
 
 
 def _raw(record: Record) -> Any:
@@ -354,7 +405,10 @@ def _invoices_write(connection: Any, records: Sequence[InvoiceRecord], result: W
         InvoiceLine,
         default_change_reason=IMPORT_REASON,
     )
-    _bind(connection, ObjectType.INVOICE, list(zip(new, created, strict=True)), hashes)
+    read = {
+        r.external_id: _read(ObjectType.INVOICE, r, c.customer) for r, c in zip(new, created, strict=True)
+    }
+    _bind(connection, ObjectType.INVOICE, list(zip(new, created, strict=True)), hashes, read)
     result.created += created
     documents = Invoice.objects.in_bulk([b.object_id for _, b in [*changed, *unchanged]])
     for record, binding in changed:
@@ -362,8 +416,9 @@ def _invoices_write(connection: Any, records: Sequence[InvoiceRecord], result: W
         digest = hashes[record.external_id]
         _set(invoice, _invoice_values(record, customers[_customer_key(record.customer)], digest))  # type: ignore[union-attr,arg-type]
         _lines_replace(invoice, InvoiceLine, "invoice", record.lines)  # type: ignore[union-attr]
-        _rebind(binding, digest)
+        _rebind(binding, digest, _read(ObjectType.INVOICE, record, invoice.customer))
         result.updated.append(invoice)
+    _snapshots_fill(Invoice, ObjectType.INVOICE, unchanged)
     result.unchanged += [documents[b.object_id] for _, b in unchanged]
 
 
@@ -428,6 +483,14 @@ def _credit_note_values(
     }
 
 
+def _allocation_invoice(allocation: Any, invoices: dict[str, Invoice]) -> Invoice | None:
+    """The invoice an allocation points at: by its id at the connection when given, else by number."""
+    invoice = None
+    if allocation.invoice_external_id:
+        invoice = invoices.get(_EXTERNAL + allocation.invoice_external_id)
+    return invoice if invoice is not None else invoices.get(allocation.invoice_number)
+
+
 def _allocations_wanted(
     record: PaymentRecord | CreditNoteRecord,
     invoices: dict[str, Invoice],
@@ -437,11 +500,7 @@ def _allocations_wanted(
     """The record's allocations to known invoices; the others are noted as unmatched on `result`."""
     wanted = {}
     for allocation in record.allocations:
-        invoice = None
-        if allocation.invoice_external_id:
-            invoice = invoices.get(_EXTERNAL + allocation.invoice_external_id)
-        if invoice is None:
-            invoice = invoices.get(allocation.invoice_number)
+        invoice = _allocation_invoice(allocation, invoices)
         if invoice is None:
             result.unmatched_allocations.append((record, allocation.invoice_number))
         else:
@@ -497,7 +556,10 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
         CreditNoteLine,
         default_change_reason=IMPORT_REASON,
     )
-    _bind(connection, ObjectType.CREDIT_NOTE, list(zip(new, created, strict=True)), hashes)
+    read = {
+        r.external_id: _read(ObjectType.CREDIT_NOTE, r, c.customer) for r, c in zip(new, created, strict=True)
+    }
+    _bind(connection, ObjectType.CREDIT_NOTE, list(zip(new, created, strict=True)), hashes, read)
     documents = CreditNote.objects.in_bulk([b.object_id for _, b in [*changed, *unchanged]])
     pairs: list[tuple[CreditNoteRecord, CreditNote]] = list(zip(new, created, strict=True))  # type: ignore[arg-type]
     for record, binding in changed:
@@ -513,12 +575,13 @@ def _credit_notes_write(connection: Any, records: Sequence[CreditNoteRecord], re
             ),
         )  # type: ignore[union-attr,arg-type]
         _lines_replace(note, CreditNoteLine, "credit_note", record.lines)  # type: ignore[union-attr]
-        _rebind(binding, digest)
+        _rebind(binding, digest, _read(ObjectType.CREDIT_NOTE, record, note.customer))
         pairs.append((record, note))  # type: ignore[arg-type]
         result.updated.append(note)
     for record, note in pairs:
         wanted = _allocations_wanted(record, invoices, record.issue_date, result)
         _allocations_replace(note, CreditAllocation, "credit_note", wanted)
+    _snapshots_fill(CreditNote, ObjectType.CREDIT_NOTE, unchanged)
     result.created += created
     result.unchanged += [documents[b.object_id] for _, b in unchanged]
 
@@ -543,14 +606,60 @@ def _payment_values(record: PaymentRecord, customer: Customer | None, digest: st
     }
 
 
+def _payment_snapshots(
+    connection: Any,
+    records: Sequence[PaymentRecord],
+    invoices: dict[str, Invoice],
+    customers: dict[str, Customer],
+) -> dict[str, dict[str, Any]]:
+    """Snapshots of payment records as read, their allocations resolved the way the write resolves them
+    (by the invoice's id at the connection, else by number; one query for the ids of matched invoices),
+    their customers named as the canonical customers they resolved to."""
+
+    def customer_of(record: PaymentRecord) -> str | None:
+        customer = customers.get(_customer_key(record.customer)) if record.customer else None
+        return snapshots.customer_key(customer) if customer is not None else None
+
+    matched = {r.external_id: [(a, _allocation_invoice(a, invoices)) for a in r.allocations] for r in records}
+    pks = {invoice.pk for pairs in matched.values() for _, invoice in pairs if invoice is not None}
+    bound = (
+        dict(
+            Binding.objects.filter(
+                connection=connection, object_type=ObjectType.INVOICE, object_id__in=pks
+            ).values_list("object_id", "external_id")
+        )
+        if pks
+        else {}
+    )
+    return {
+        r.external_id: snapshots.payment_snapshot(
+            r,
+            [
+                (
+                    invoice.pk if invoice else None,
+                    a.invoice_external_id or (bound.get(invoice.pk, "") if invoice else ""),
+                    a.amount,
+                )
+                for a, invoice in matched[r.external_id]
+            ],
+            customer=customer_of(r),
+        )
+        for r in records
+    }
+
+
 def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: WriteResult) -> None:
     new, changed, unchanged, hashes = _split(connection, ObjectType.PAYMENT, records)
     documents = Payment.objects.in_bulk([b.object_id for _, b in [*changed, *unchanged]])
     # An unchanged payment still waiting for its invoice is matched again: the invoice may have arrived.
     waiting = [(r, b) for r, b in unchanged if documents[b.object_id].unapplied_amount > 0]
+    blank = [(r, b) for r, b in unchanged if not b.snapshot and (r, b) not in waiting]
     touched: list[PaymentRecord] = [*new, *(r for r, _ in changed), *(r for r, _ in waiting)]  # type: ignore[list-item]
     customers = customers_resolve(r.customer for r in touched if r.customer)
-    invoices = _invoices_for(connection, [a for r in touched for a in r.allocations])
+    readable: list[PaymentRecord] = [*touched, *(r for r, _ in blank)]  # type: ignore[list-item]
+    invoices = _invoices_for(connection, [a for r in readable for a in r.allocations])
+    # built once the invoices they point at are known: a waiting payment's snapshot follows its matches
+    read = _payment_snapshots(connection, readable, invoices, customers)
 
     def customer_of(record: PaymentRecord) -> Customer | None:
         return customers[_customer_key(record.customer)] if record.customer else None
@@ -563,16 +672,19 @@ def _payments_write(connection: Any, records: Sequence[PaymentRecord], result: W
         Payment,
         default_change_reason=IMPORT_REASON,
     )
-    _bind(connection, ObjectType.PAYMENT, list(zip(new, created, strict=True)), hashes)
+    _bind(connection, ObjectType.PAYMENT, list(zip(new, created, strict=True)), hashes, read)
     pairs: list[tuple[PaymentRecord, Payment]] = list(zip(new, created, strict=True))  # type: ignore[arg-type]
     for record, binding in changed:
         payment = documents[binding.object_id]
         digest = hashes[record.external_id]
         _set(payment, _payment_values(record, customer_of(record), digest))  # type: ignore[arg-type]
-        _rebind(binding, digest)
+        _rebind(binding, digest, read[record.external_id])
         pairs.append((record, payment))  # type: ignore[arg-type]
         result.updated.append(payment)
     pairs += [(r, documents[b.object_id]) for r, b in waiting]  # type: ignore[misc]
+    snapshots.snapshots_write(
+        [(b.pk, read[r.external_id]) for r, b in [*waiting, *blank] if b.snapshot != read[r.external_id]]
+    )
     for record, payment in pairs:
         wanted = _allocations_wanted(record, invoices, record.transaction_date, result)
         _allocations_replace(payment, PaymentAllocation, "payment", wanted)
@@ -633,9 +745,29 @@ _DELETED_STATUS = {
 }
 
 
+def _document_snapshot(connection: Any, object_type: str, document: Any) -> dict[str, Any]:
+    """A canonical document's snapshot, the invoices of a payment named by their ids on `connection`."""
+    if object_type == ObjectType.INVOICE:
+        return snapshots.invoice_snapshot(document)
+    if object_type == ObjectType.CREDIT_NOTE:
+        return snapshots.credit_note_snapshot(document)
+    if object_type == ObjectType.PAYMENT:
+        allocations = list(document.allocations.all())
+        external = dict(
+            Binding.objects.filter(
+                connection=connection,
+                object_type=ObjectType.INVOICE,
+                object_id__in=[a.invoice_id for a in allocations],
+            ).values_list("object_id", "external_id")
+        )
+        return snapshots.payment_model_snapshot(document, external)
+    return {}
+
+
 def deletions_record(*, connection: Any, object_type: str, external_ids: Sequence[str]) -> list[Any]:
     """Records deleted at the source: the binding is marked and the document set deleted (payments: void),
-    with history and a new row version, so the deletion reaches every destination. Returns the documents."""
+    with history and a new row version, so the deletion reaches every destination. The binding's snapshot
+    keeps what was known of the copy, with the deleted (void) status. Returns the documents changed."""
     bindings = list(
         Binding.objects.filter(
             connection=connection, object_type=object_type, external_id__in=external_ids, remote_deleted=False
@@ -649,7 +781,16 @@ def deletions_record(*, connection: Any, object_type: str, external_ids: Sequenc
         if object_type not in _DELETED_STATUS:
             return []
         model, status = _DELETED_STATUS[object_type]
-        for document in model.objects.filter(pk__in=[b.object_id for b in bindings]):
+        documents = model.objects.select_related("customer").in_bulk([b.object_id for b in bindings])
+        rows = []
+        for binding in bindings:
+            document = documents.get(binding.object_id)
+            known = binding.snapshot
+            if not known and document is not None:
+                known = _document_snapshot(connection, object_type, document)
+            rows.append((binding.pk, snapshots.gone(object_type, known)))
+        snapshots.snapshots_write(rows)
+        for document in documents.values():
             if document.status == status:
                 continue
             document.status = status

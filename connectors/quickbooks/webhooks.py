@@ -78,7 +78,11 @@ def _legacy_events(notifications: list[Any]) -> list[WebhookEvent]:
         if not isinstance(notification, dict):
             raise WebhookError("an event notification is not an object", status=400)
         realm = str(notification.get("realmId") or "")
-        for entity in (notification.get("dataChangeEvent") or {}).get("entities") or []:
+        change = notification.get("dataChangeEvent") or {}
+        entities = (change.get("entities") or []) if isinstance(change, dict) else None
+        if not isinstance(entities, list) or not all(isinstance(entity, dict) for entity in entities):
+            raise WebhookError("dataChangeEvent.entities is not a list of objects", status=400)
+        for entity in entities:
             name, entity_id = str(entity.get("name") or ""), str(entity.get("id") or "")
             operation = str(entity.get("operation") or "")
             last_updated = str(entity.get("lastUpdated") or "")

@@ -404,6 +404,8 @@ class StripeConnector(Connector):
             event_id = str(event["id"])
         except (ValueError, KeyError, TypeError):
             raise WebhookError("the body is not a Stripe event", status=400) from None
+        if not isinstance(obj, Mapping):
+            raise WebhookError("the event's data.object is not an object", status=400)
         kind = str(obj.get("object") or "")
         return WebhookResult(
             events=[

@@ -442,7 +442,7 @@ def push_part(push: int, scale: float) -> list[dict]:
         server.wait(timeout=20)
 
 
-def run_child(*args: str) -> dict:
+def run_child(*args: str) -> dict | list:
     env = {k: v for k, v in os.environ.items()}
     answer = subprocess.run(
         [sys.executable, __file__, *args], env=env, capture_output=True, text=True, check=False
@@ -452,6 +452,43 @@ def run_child(*args: str) -> dict:
     return json.loads(answer.stdout.strip().splitlines()[-1])
 
 
+def report_pull(rows: int, small_rows: int, small: dict, big: dict) -> None:
+    floor, first, again = big["floor"], big["first"], big["again"]
+    print(f"(a) pull of {rows:,} QuickBooks invoices (pages of {PAGE:,}, one transaction each)")
+    print(f"    first pull       {first:8.1f} s {rows / first:8,.0f}/s  {first / floor:5.2f}x bulk_create")
+    print(f"    again, unchanged {again:8.1f} s {rows / again:8,.0f}/s  {again / floor:5.2f}x bulk_create")
+    print(f"    bare bulk_create {floor:8.1f} s {rows / floor:8,.0f}/s  (target: first pull at most 2x)")
+    print(f"    wrote {big['counts']}")
+    grown = (small["peak"] - small["baseline"], big["peak"] - big["baseline"])
+    print(
+        f"(c) peak RSS while pulling: {small_rows:,} invoices {small['peak']:.0f} MiB (+{grown[0]:.0f}), "
+        f"{rows:,} invoices {big['peak']:.0f} MiB (+{grown[1]:.0f})"
+    )
+
+
+def report_push(push: int, results: list[dict]) -> None:
+    print(f"(b) push of {push:,} invoices to each sandbox over HTTP, limits squeezed by SCALE")
+    for r in results:
+        rate = r["created"] / r["elapsed"]
+        share = 100 * rate / r["ceiling"]
+        perfect = 100 * (push / r["perfect"]) / r["ceiling"] if r["perfect"] else float("nan")
+        rest = r["elapsed"] - r["limiter"] - r["http"]
+        print(
+            f"    {r['platform']:10} {r['elapsed']:6.1f} s {rate:7.1f}/s = {share:5.1f}% of the ceiling "
+            f"({r['ceiling']:.1f}/s: {r['binds']}, window {r['window']:.1f} s; "
+            f"no-overhead client {perfect:.0f}%)"
+        )
+        print(
+            f"        created {r['created']}, failed {r['failed']} (ops {r['failed_ops']}), unsettled "
+            f"{r['unsettled']}, missing {r['missing']}, duplicated {r['duplicated']}, 429s {r['refused_429']}"
+        )
+        print(
+            f"        limiter {r['limiter']:.1f} s, HTTP {r['http']:.1f} s over {r['requests']} requests "
+            f"(median {1000 * r['http_median']:.0f} ms, first ten {1000 * r['http_first10']:.0f} ms, "
+            f"last ten {1000 * r['http_last10']:.0f} ms), the rest {rest:.1f} s"
+        )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--pull":
         child_pull(int(sys.argv[2]), with_floor=sys.argv[3] == "floor")
@@ -459,12 +496,16 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--push":
         push = int(sys.argv[2])
         scale = float(os.environ.get("SCALE") or default_scale(push))
-        for result in push_part(push, scale):
-            print(result)
+        print(json.dumps(push_part(push, scale)))
         return
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("ROWS") or 100_000)
+    push = int(sys.argv[2]) if len(sys.argv) > 2 else int(os.environ.get("PUSH") or 5_000)
+    small_rows = max(PAGE, rows // 10)
+    small = run_child("--pull", str(small_rows), "none")
     big = run_child("--pull", str(rows), "floor")
-    print(big)
+    report_pull(rows, small_rows, small, big)  # type: ignore[arg-type]
+    if push:
+        report_push(push, run_child("--push", str(push)))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -929,12 +929,12 @@ def test_database_error_in_a_page_rolls_it_back_and_retries_document_by_document
     real_bind = sync.services._bind
     calls: list[list[str]] = []
 
-    def failing_bind(connection, object_type, pairs, hashes):
+    def failing_bind(connection, object_type, pairs, hashes, *rest):
         numbers = [record.external_id for record, _ in pairs]
         calls.append(numbers)
         if "INV-5" in numbers:  # the second page, and INV-5 again when retried alone
             raise DatabaseError("disk I/O error")
-        return real_bind(connection, object_type, pairs, hashes)
+        return real_bind(connection, object_type, pairs, hashes, *rest)
 
     monkeypatch.setattr(sync.services, "_bind", failing_bind)
     path = csv_file(SEVEN_INVOICES)
@@ -975,11 +975,11 @@ def test_crash_while_writing_second_page_keeps_the_first_page_and_reimport_compl
     real_bind = sync.services._bind
     calls: list[list[str]] = []
 
-    def crashing_bind(connection, object_type, pairs, hashes):
+    def crashing_bind(connection, object_type, pairs, hashes, *rest):
         calls.append([record.external_id for record, _ in pairs])
         if len(calls) == 2:  # the page's invoices and lines are already inserted when this dies
             raise RuntimeError("worker killed")
-        return real_bind(connection, object_type, pairs, hashes)
+        return real_bind(connection, object_type, pairs, hashes, *rest)
 
     monkeypatch.setattr(sync.services, "_bind", crashing_bind)
     path = csv_file(SEVEN_INVOICES)

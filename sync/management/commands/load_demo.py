@@ -74,6 +74,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"sync profile: {profile.name} (Dry run or Run now in the admin)")
         else:
             self.stdout.write("sandbox platforms are off (SANDBOX_ENABLED): no sandbox connections")
+        from reconciliation.reminders import policy_demo_ensure
+
+        policy, created = policy_demo_ensure()
+        self.stdout.write(f"reminder policy: {policy.name}{' (created)' if created else ''}")
         if not options["no_users"]:
             password = options["password"] or settings.DEMO_PASSWORD
             self._users(password)
