@@ -67,8 +67,8 @@ class ApiClientAdmin(SimpleHistoryAdmin):
         return (
             format_html_join(
                 "",
-                "<div><code>{}…</code> issued {:%Y-%m-%d %H:%M}</div>",
-                ((t.token_key, t.created) for t in rows),
+                "<div><code>{}…</code> issued {}</div>",
+                ((t.token_key, f"{t.created:%Y-%m-%d %H:%M}") for t in rows),
             )
             or "none"
         )

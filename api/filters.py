@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import django_filters as filters
@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
 from connectors.base import CREDIT_NOTE_STATUSES, INVOICE_STATUSES, PAYMENT_STATUSES
 from connectors.models import Connection
@@ -31,6 +32,18 @@ class IdFilter(filters.NumberFilter):
         super().__init__(*args, **kwargs)
 
 
+class UtcDateTimeFilter(filters.IsoDateTimeFilter):
+    """An instant in any offset, compared in UTC (PostgreSQL refuses offsets beyond ±15:59)."""
+
+    def filter(self, queryset: QuerySet, value: Any) -> QuerySet:
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except OverflowError:
+                raise serializers.ValidationError({self.field_name: [f"{value} is out of range."]}) from None
+        return super().filter(queryset, value)
+
+
 def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(value, value) for value in values]
 
@@ -41,7 +54,7 @@ class DocumentFilter(filters.FilterSet):
     customer = IdFilter(field_name="customer_id", help_text="Customer id.")
     customer_email = filters.CharFilter(field_name="customer__email", lookup_expr="iexact")
     source_connection = IdFilter(field_name="source_connection_id", help_text="Connection id.")
-    updated_since = filters.IsoDateTimeFilter(
+    updated_since = UtcDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Changed at or after this instant (ISO 8601)."
     )
     external_id = filters.CharFilter(
@@ -102,7 +115,7 @@ class PaymentFilter(DocumentFilter):
 class SyncJobFilter(filters.FilterSet):
     profile = IdFilter(field_name="profile_id", help_text="Sync profile id.")
     connection = IdFilter(field_name="connection_id", help_text="Connection id.")
-    created_since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = SyncJob
@@ -124,12 +137,18 @@ class ExceptionFilter(filters.FilterSet):
     assignee = IdFilter(field_name="assignee_id", help_text="User id.")
     unassigned = filters.BooleanFilter(field_name="assignee", lookup_expr="isnull")
     tag = filters.CharFilter(field_name="tags__name", help_text="Tag name.", distinct=True)
-    older_than_days = filters.NumberFilter(method="filter_older", help_text="First seen at least N days ago.")
-    newer_than_days = filters.NumberFilter(
-        method="filter_newer", help_text="First seen less than N days ago."
+    older_than_days = IdFilter(
+        method="filter_older", max_value=36_500, help_text="First seen at least N days ago."
     )
-    amount_at_risk_min = filters.NumberFilter(field_name="amount_at_risk", lookup_expr="gte")
-    amount_at_risk_max = filters.NumberFilter(field_name="amount_at_risk", lookup_expr="lte")
+    newer_than_days = IdFilter(
+        method="filter_newer", max_value=36_500, help_text="First seen less than N days ago."
+    )
+    amount_at_risk_min = filters.NumberFilter(
+        field_name="amount_at_risk", lookup_expr="gte", min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT
+    )
+    amount_at_risk_max = filters.NumberFilter(
+        field_name="amount_at_risk", lookup_expr="lte", min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT
+    )
     currency = filters.CharFilter(method="filter_currency")
     object_type = filters.ChoiceFilter(choices=ReconciliationException._meta.get_field("object_type").choices)
     object_id = IdFilter()

@@ -117,7 +117,8 @@ def idempotency_reserve(*, user: Any, key: str, request: Request, owner: str) ->
 
 
 def _store(row: IdempotencyKey, owner: str, response: Response) -> None:
-    body = json.loads(json.dumps(response.data, cls=JSONEncoder)) if response.data is not None else None
+    # JSON text, ASCII-escaped: a NUL or an odd code point the caller sent back in an error cannot break it
+    body = json.dumps(response.data, cls=JSONEncoder) if response.data is not None else ""
     headers = {name: response[name] for name in KEPT_HEADERS if response.has_header(name)}
     stored = IdempotencyKey.objects.filter(pk=row.pk, owner=owner, state=State.IN_PROGRESS).update(
         state=State.COMPLETED,
@@ -139,7 +140,9 @@ def _release(row: IdempotencyKey, owner: str) -> None:
 
 
 def replay_response(row: IdempotencyKey) -> Response:
-    response = Response(row.response_body, status=row.response_status)
+    response = Response(
+        json.loads(row.response_body) if row.response_body else None, status=row.response_status
+    )
     for name, value in (row.response_headers or {}).items():
         response[name] = value
     response[REPLAYED_HEADER] = "true"

@@ -105,7 +105,9 @@ class IdempotencyKey(models.Model):
     owner = models.CharField(max_length=32, help_text="Which run holds the reservation.")
     locked_at = models.DateTimeField()
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
+    response_body = models.TextField(
+        blank=True, help_text="The answer as JSON text (kept as text: any string the caller sent survives)."
+    )
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)

@@ -310,6 +310,9 @@ SANDBOX_BASE_URL = env.str("SANDBOX_BASE_URL", default="http://127.0.0.1:8000").
 # benchmarks meet the real limits in less time. Connections squeeze their side with the option
 # `rate_limit_period_scale`.
 SANDBOX_RATE_PERIOD_SCALE = env.float("SANDBOX_RATE_PERIOD_SCALE", default=1.0)
+# The sandboxes' webhook retry delays times this (the platforms wait from 10 s to 6 h between tries), so a
+# demo or a test sees retries and the final give-up in seconds.
+SANDBOX_WEBHOOK_DELAY_SCALE = env.float("SANDBOX_WEBHOOK_DELAY_SCALE", default=1.0)
 
 # The sync engine. A pull re-reads this many seconds before its cursor (records stamped out of order or
 # written while the last pull ran are not lost; reading one twice costs nothing).

@@ -351,15 +351,17 @@ def reconcile_enqueue(
     full: bool = False,
 ) -> SyncJob:
     """Queue a reconciliation run: of a profile, of everything (no profile), or of one document
-    (`document`: (object type, id), every copy of it). `full`: the destinations are read again in full."""
+    (`document`: (object type, id), every copy of it; a daily summary's kind and id checks its totals).
+    `full`: the destinations are read again in full."""
     from sync.jobs import job_enqueue
     from sync.models import SyncJob
 
     params: dict[str, Any] = {}
     if document is not None:
         object_type, object_id = document
-        if object_type not in rules.OBJECT_TYPES:
-            raise ValueError(f"document: {object_type!r} is not reconciled; use one of {rules.OBJECT_TYPES}")
+        known = (*rules.OBJECT_TYPES, *rules.SUMMARY_KINDS.values())
+        if object_type not in known:
+            raise ValueError(f"document: {object_type!r} is not reconciled; use one of {known}")
         params["document"] = [object_type, int(object_id)]
     if full:
         params["full"] = True

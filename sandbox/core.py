@@ -9,7 +9,9 @@ to on top of RATE_LIMITS (QuickBooks' batch requests), counted under their own k
 
 Each request goes: fault injection (latency / 5xx before the work), authentication, the platform's rate
 limits (shared by all server processes through the same limiter the connectors use), the route in one
-transaction, then a "lost response" fault may hold the answer back until the client has given up.
+transaction, then a "lost response" fault may hold the answer back until the client has given up. The
+records a route changes are collected and, in its transaction, turned into the webhooks the account's
+subscriptions are sent after the commit (sandbox/webhooks.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
@@ -93,6 +96,13 @@ def platform_module(platform: str) -> ModuleType:
 
 
 # --- state ---------------------------------------------------------------------------------------------
+# (kind, record id) -> (created, data before the first change) of what the running API request changed,
+# for the webhooks its commit sends; None outside a request (seeding sends nothing)
+_changes: ContextVar[dict[tuple[str, str], tuple[bool, dict[str, Any] | None]] | None] = ContextVar(
+    "sandbox_changes", default=None
+)
+
+
 def record_get(platform: str, account: str, kind: str, record_id: str) -> SandboxRecord | None:
     return SandboxRecord.objects.filter(
         platform=platform, account=account, kind=kind, record_id=str(record_id)
@@ -111,6 +121,11 @@ def record_save(
         record_id=str(record_id),
         defaults={"data": data, "updated_at": now},
     )
+    changes = _changes.get()
+    if changes is not None:
+        key = (kind, str(record_id))
+        if key not in changes:  # the first change in the request says whether it created the record
+            changes[key] = (created, None if created else dict(record.data))
     if not created:
         record.data = data
         record.version += 1
@@ -215,7 +230,7 @@ def tokens_issue(platform: str, account: str, client_id: str) -> dict[str, Any]:
     }
 
 
-def _client_credentials(request: HttpRequest) -> tuple[str, str]:
+def client_credentials(request: HttpRequest) -> tuple[str, str]:
     import base64
 
     header = request.headers.get("Authorization", "")
@@ -263,7 +278,7 @@ def oauth_token(request: HttpRequest, platform: str) -> HttpResponse:
     module = platform_module(platform)
     if request.method != "POST":
         return JsonResponse({"error": "invalid_request"}, status=405)
-    client_id, secret = _client_credentials(request)
+    client_id, secret = client_credentials(request)
     if not client_id or not secret:
         return JsonResponse({"error": "invalid_client"}, status=401)
     grant = request.POST.get("grant_type")
@@ -474,12 +489,33 @@ def _route(module: ModuleType, request: HttpRequest, account: str, method: str, 
             continue
         try:
             with transaction.atomic():
-                return route.handler(request, account, match)
+                return _handle(module, route, request, account, match)
         except SandboxError as exc:
             return exc.response()
     if allowed:
         return JsonResponse({"error": f"{method} not allowed on {path}"}, status=405)
     return JsonResponse({"error": f"no such endpoint: {path}"}, status=404)
+
+
+def _handle(
+    module: ModuleType, route: Route, request: HttpRequest, account: str, match: re.Match[str]
+) -> HttpResponse:
+    """Run a route, then queue the webhooks its changes call for, in the route's transaction."""
+    from sandbox.webhooks import Change, changes_publish
+
+    token = _changes.set({})
+    try:
+        response = route.handler(request, account, match)
+        changes = _changes.get() or {}
+    finally:
+        _changes.reset(token)
+    if changes:
+        changes_publish(
+            module.PLATFORM,
+            account,
+            [Change(kind, record_id, created, old) for (kind, record_id), (created, old) in changes.items()],
+        )
+    return response
 
 
 def seed(platform: str, account: str) -> None:

@@ -123,3 +123,87 @@ class SandboxHit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} -> {self.status}"
+
+
+class SandboxWebhook(models.Model):
+    """A webhook subscription on one sandbox account: where its changes are sent, signed with `secret`.
+
+    Stripe's are webhook endpoints made through its API; QuickBooks' and Xero's are set in their developer
+    portals, here the sandbox's developer route or the admin."""
+
+    class Status(models.TextChoices):
+        ENABLED = "enabled", "Enabled"
+        INTENT_REQUIRED = "intent_required", "Intent to receive required (Xero)"
+        DISABLED = "disabled", "Disabled"
+
+    class Format(models.TextChoices):
+        NATIVE = "", "The platform's only format"
+        LEGACY = "legacy", "QuickBooks eventNotifications"
+        CLOUDEVENTS = "cloudevents", "QuickBooks CloudEvents"
+
+    public_id = models.CharField(max_length=60, unique=True)
+    platform = models.CharField(max_length=40)
+    account = models.CharField(max_length=100)
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(
+        max_length=200, help_text="Signing secret: whsec_..., verifier token, webhook key."
+    )
+    events = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Stripe event types or "*"; QuickBooks entities; Xero categories. Empty: all of them.',
+    )
+    payload_format = models.CharField(max_length=20, choices=Format.choices, default="", blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ENABLED)
+    status_reason = models.CharField(max_length=500, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    client_id = models.CharField(
+        max_length=200, blank=True, help_text="The app that set it (developer route)."
+    )
+    sequence = models.PositiveBigIntegerField(default=0, help_text="Last Xero event sequence number sent.")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["platform", "account", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.platform}/{self.account} -> {self.url}"
+
+
+class SandboxWebhookDelivery(models.Model):
+    """One request the sandbox sends (and resends on failure) to a subscription: its body is fixed when the
+    change commits; the signature is made at each attempt (Stripe's carries the time it was sent)."""
+
+    class Kind(models.TextChoices):
+        EVENTS = "events", "Events"
+        INTENT = "intent", "Intent to receive (Xero)"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed (retries used up)"
+
+    webhook = models.ForeignKey(SandboxWebhook, on_delete=models.CASCADE, related_name="deliveries")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.EVENTS)
+    event_ids = models.JSONField(default=list, blank=True)
+    body = models.TextField(blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    log = models.JSONField(
+        default=list, blank=True, help_text="Every attempt: when, status, error, next try."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} to {self.webhook_id}: {self.state}"

@@ -26,8 +26,9 @@ from babel.numbers import get_currency_precision, list_currencies
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from connectors.base import RateLimit
-from sandbox import core
+from sandbox import core, webhooks
 from sandbox.core import Route, SandboxError
+from sandbox.models import SandboxWebhook
 
 PLATFORM = "stripe"
 # docs.stripe.com/rate-limits: test mode allows 25 requests per second
@@ -1491,7 +1492,115 @@ def balance_transactions(request: HttpRequest, account: str, match: re.Match[str
     return _page(request, account, "balance_transaction", "/v1/balance_transactions", filters)
 
 
+# --- webhook endpoints --------------------------------------------------------------------------------
+def _endpoint_out(hook: Any) -> dict[str, Any]:
+    return {
+        "id": hook.public_id,
+        "object": "webhook_endpoint",
+        "api_version": hook.metadata.get("_api_version") or None,
+        "application": None,
+        "created": int(hook.created_at.timestamp()),
+        "description": hook.description or None,
+        "enabled_events": hook.events,
+        "livemode": False,
+        "metadata": {k: v for k, v in hook.metadata.items() if not k.startswith("_")},
+        "status": "disabled" if hook.status == SandboxWebhook.Status.DISABLED else "enabled",
+        "url": hook.url,
+    }
+
+
+def _endpoint(account: str, endpoint_id: str) -> Any:
+    hook = SandboxWebhook.objects.filter(platform=PLATFORM, account=account, public_id=endpoint_id).first()
+    if hook is None:
+        raise _missing("webhook_endpoint", endpoint_id)
+    return hook
+
+
+def _enabled_events(params: dict[str, Any], *, required: bool) -> list[str] | None:
+    value = params.get("enabled_events")
+    if value in (None, "", []):
+        if required:
+            raise _fail(
+                "Missing required param: enabled_events.", code="parameter_missing", param="enabled_events"
+            )
+        return None
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
+
+
+ENDPOINT_PARAMS = {"url", "enabled_events", "description", "metadata", "api_version", "connect"}
+
+
+@idempotent
+def webhook_endpoint_create(request: HttpRequest, account: str, match: re.Match[str]) -> HttpResponse:
+    """The signing secret (whsec_...) is in this answer only, as at Stripe."""
+    params = _params(request, ENDPOINT_PARAMS)
+    url = _str(params, "url", required=True) or ""
+    events = _enabled_events(params, required=True) or []
+    metadata = _metadata(params)
+    if params.get("api_version"):
+        metadata["_api_version"] = str(params["api_version"])
+    try:
+        hook = webhooks.webhook_subscribe(
+            platform=PLATFORM,
+            account=account,
+            url=url,
+            events=events,
+            description=_str(params, "description") or "",
+            metadata=metadata,
+            public_id=_new_id(account, "we"),
+        )
+    except webhooks.WebhookSubscriptionError as exc:
+        raise _fail(f"Invalid {exc.field}: {exc}", param=exc.field) from None
+    return _respond({**_endpoint_out(hook), "secret": hook.secret})
+
+
+def webhook_endpoint_list(request: HttpRequest, account: str, match: re.Match[str]) -> HttpResponse:
+    hooks = SandboxWebhook.objects.filter(platform=PLATFORM, account=account).order_by("-created_at", "-pk")
+    return _page(
+        request,
+        account,
+        "webhook_endpoint",
+        "/v1/webhook_endpoints",
+        objects=[_endpoint_out(h) for h in hooks],
+    )
+
+
+def webhook_endpoint_get(request: HttpRequest, account: str, match: re.Match[str]) -> HttpResponse:
+    _params(request, ())
+    return _respond(_endpoint_out(_endpoint(account, match["id"])))
+
+
+def webhook_endpoint_update(request: HttpRequest, account: str, match: re.Match[str]) -> HttpResponse:
+    params = _params(request, {"url", "enabled_events", "description", "metadata", "disabled"})
+    hook = _endpoint(account, match["id"])
+    disabled = _bool(params, "disabled") if "disabled" in params else None
+    metadata = _metadata(params, hook.metadata) if "metadata" in params else None
+    try:
+        webhooks.webhook_update(
+            hook,
+            url=_str(params, "url") if "url" in params else None,
+            events=_enabled_events(params, required=False),
+            enabled=None if disabled is None else not disabled,
+            description=_str(params, "description") if "description" in params else None,
+            metadata=metadata,
+        )
+    except webhooks.WebhookSubscriptionError as exc:
+        raise _fail(f"Invalid {exc.field}: {exc}", param=exc.field) from None
+    return _respond(_endpoint_out(hook))
+
+
+def webhook_endpoint_delete(request: HttpRequest, account: str, match: re.Match[str]) -> HttpResponse:
+    hook = _endpoint(account, match["id"])
+    hook.delete()  # its queued deliveries go with it: Stripe stops retrying for a deleted endpoint
+    return _respond({"id": match["id"], "object": "webhook_endpoint", "deleted": True})
+
+
 ROUTES = [
+    Route("GET", r"^v1/webhook_endpoints$", webhook_endpoint_list),
+    Route("POST", r"^v1/webhook_endpoints$", webhook_endpoint_create),
+    Route("GET", r"^v1/webhook_endpoints/(?P<id>we_\w+)$", webhook_endpoint_get),
+    Route("POST", r"^v1/webhook_endpoints/(?P<id>we_\w+)$", webhook_endpoint_update),
+    Route("DELETE", r"^v1/webhook_endpoints/(?P<id>we_\w+)$", webhook_endpoint_delete),
     Route("GET", r"^v1/customers$", _list("customer", "/v1/customers", email=_equals("email"))),
     Route("POST", r"^v1/customers$", customer_create),
     Route("GET", r"^v1/customers/(?P<id>cus_\w+)$", _retrieve("customer")),

@@ -3,7 +3,8 @@
 longer declared (a profile switched to manual, deleted or disabled) is removed.
 
 - system schedules: the job reaper every minute, the webhook delivery purge daily, payment reminders
-  daily and the alert digest (settings REMINDER_SCHEDULE_TIME, ALERT_DIGEST_MINUTES);
+  daily and the alert digest (settings REMINDER_SCHEDULE_TIME, ALERT_DIGEST_MINUTES), override and
+  Idempotency-Key expiry hourly, and a reconciliation of everything (RECONCILIATION_SCHEDULE_MINUTES);
 - one per enabled profile with a schedule: every N minutes, hourly, daily at a time, or the end-of-day
   batch (daily at the profile's time, 23:30 server time when none is set).
 """
@@ -58,6 +59,8 @@ SYSTEM = (
     *_reminder_and_alert_schedules(),
     # deliveries older than WEBHOOK_RETENTION_DAYS (docs/webhooks.md)
     Declared(f"{PREFIX}purge webhook deliveries", "connectors.inbound.deliveries_purge", "D", at=time(3, 40)),
+    # override proposals nobody decided before their expiry (OVERRIDE_EXPIRY_DAYS, docs/triage.md)
+    Declared(f"{PREFIX}expire overrides", "reconciliation.workflow.overrides_expire", "H"),
     # API Idempotency-Key records older than API_IDEMPOTENCY_TTL_HOURS (docs/api.md)
     Declared(f"{PREFIX}expire idempotency keys", "api.tasks.idempotency_keys_expire", "H"),
 )

@@ -80,7 +80,7 @@ class Migration(migrations.Migration):
                 ('owner', models.CharField(help_text='Which run holds the reservation.', max_length=32)),
                 ('locked_at', models.DateTimeField()),
                 ('response_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('response_body', models.JSONField(blank=True, null=True)),
+                ('response_body', models.TextField(blank=True, help_text='The answer as JSON text (kept as text: any string the caller sent survives).')),
                 ('response_headers', models.JSONField(blank=True, default=dict)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('expires_at', models.DateTimeField(db_index=True)),

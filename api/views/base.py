@@ -6,11 +6,13 @@ from typing import Any
 
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import generics
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.views import APIView
 
 from api.auth import ClientTokenAuthentication, StaffSessionAuthentication
 from api.errors import exception_handler
 from api.pagination import ApiCursorPagination
+from api.parsers import StrictJSONParser
 from api.permissions import Access, ScopePermission
 from api.throttling import ClientRateThrottle
 
@@ -19,6 +21,7 @@ class ApiView(APIView):
     authentication_classes = [ClientTokenAuthentication, StaffSessionAuthentication]
     permission_classes = [ScopePermission]
     throttle_classes = [ClientRateThrottle]
+    parser_classes = [StrictJSONParser, FormParser, MultiPartParser]
     access: dict[str, Access] = {}
 
     def get_exception_handler(self) -> Any:

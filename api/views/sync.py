@@ -392,6 +392,12 @@ class LineageApi(ApiView):
         from sync.selectors import document_lineage
 
         query = request.query_params.get("q", "").strip()
+        if "\x00" in query:
+            raise ApiError(
+                "q must not contain NUL characters.",
+                code="validation_error",
+                errors=[{"field": "q", "message": "NUL characters are not allowed", "value": query[:255]}],
+            )
         if not query:
             raise ApiError(
                 "q is required: an id, number or reference.",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import uuid
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from api.models import Scope
@@ -18,11 +19,12 @@ ALL_SCOPES = list(Scope.values)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_throttle_counts():
-    """Throttle counts live in the cache (Redis when configured): start each test without any."""
-    cache.clear()
-    yield
-    cache.clear()
+def _own_throttle_counts(settings):
+    """Throttle counts live in the cache (Redis when configured), keyed by client id; ids repeat across
+    test databases and workers, so each test counts under a prefix of its own (keys expire by themselves)."""
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = f"ledgerlink-test-{uuid.uuid4().hex}"
+    settings.CACHES = caches
 
 
 def member(group_name: str, **kwargs: Any):
@@ -71,8 +73,13 @@ def invoice_body(external_id: str = "shop-1001", **overrides: Any) -> dict[str, 
         "due_date": "2026-03-31",
         "currency": "GBP",
         "lines": [
-            {"description": "Olive oil 5L", "quantity": "2", "unit_price": "50.00", "tax_rate": "20",
-             "tax_amount": "20.00"},
+            {
+                "description": "Olive oil 5L",
+                "quantity": "2",
+                "unit_price": "50.00",
+                "tax_rate": "20",
+                "tax_amount": "20.00",
+            },
             {"description": "Delivery", "quantity": 1, "unit_price": "9.99", "tax_amount": "0"},
         ],
     }

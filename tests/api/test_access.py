@@ -43,12 +43,20 @@ ENDPOINTS = [
 
 @pytest.mark.parametrize(("method", "path", "scope"), ENDPOINTS)
 def test_each_endpoint_needs_its_scope(make_client, method, path, scope):
-    _, without = make_client([s for s in ("read", "write_documents", "run_syncs", "work_exceptions",
-                                          "approve_overrides") if s != scope])
+    _, without = make_client(
+        [
+            s
+            for s in ("read", "write_documents", "run_syncs", "work_exceptions", "approve_overrides")
+            if s != scope
+        ]
+    )
     refused = getattr(without, method)(path, {}, format="json")
     assert refused.status_code == 403
-    assert refused.json() == {"code": "permission_denied", "message": f"This API client lacks the {scope!r} scope.",
-                              "errors": []}
+    assert refused.json() == {
+        "code": "permission_denied",
+        "message": f"This API client lacks the {scope!r} scope.",
+        "errors": [],
+    }
     _, with_scope = make_client([scope])
     allowed = getattr(with_scope, method)(path, {}, format="json")
     assert allowed.status_code != 403, allowed.json()
@@ -96,8 +104,13 @@ def test_tokens_are_stored_hashed(make_client):
 def test_me_names_the_client_and_the_acting_person(make_client, accountant):
     client, http = make_client(["read"], person=accountant)
     body = http.get("/api/v1/me/").json()
-    assert body == {"client": client.name, "scopes": ["read"], "user": client.service_user.username,
-                    "acting_user": accountant.username, "connection": client.connection_id}
+    assert body == {
+        "client": client.name,
+        "scopes": ["read"],
+        "user": client.service_user.username,
+        "acting_user": accountant.username,
+        "connection": client.connection_id,
+    }
 
 
 def test_staff_sessions_use_their_django_permissions(client):
@@ -114,7 +127,7 @@ def test_a_session_of_a_non_staff_user_is_not_accepted(client):
 
 
 def test_the_client_row_sets_its_own_throttle_rate(make_client):
-    client, http = make_client(["read"], throttle_rate="2/minute")
+    _, http = make_client(["read"], throttle_rate="2/minute")
     assert http.get("/api/v1/me/").status_code == 200
     assert http.get("/api/v1/me/").status_code == 200
     throttled = http.get("/api/v1/me/")

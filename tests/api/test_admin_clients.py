@@ -28,9 +28,15 @@ def _token(response) -> str:
 
 
 def test_creating_a_client_shows_its_token_once_and_the_token_works(integrator):
-    response = integrator.post(reverse("admin:api_apiclient_add"), {
-        "name": "Zapier", "scopes": ["read", "write_documents"], "throttle_rate": "", "active": "on",
-    })
+    response = integrator.post(
+        reverse("admin:api_apiclient_add"),
+        {
+            "name": "Zapier",
+            "scopes": ["read", "write_documents"],
+            "throttle_rate": "",
+            "active": "on",
+        },
+    )
     assert response.status_code == 200, response.content[:500]
     token = _token(response)
     assert "no-store" in response["Cache-Control"]

@@ -18,7 +18,13 @@ def test_each_document_is_answered_and_a_bad_one_sinks_nothing(shop):
     response = http.post("/api/v1/invoices/bulk/", {"documents": documents}, format="json")
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert [r["status"] for r in body["results"]] == ["created", "rejected", "rejected", "created", "rejected"]
+    assert [r["status"] for r in body["results"]] == [
+        "created",
+        "rejected",
+        "rejected",
+        "created",
+        "rejected",
+    ]
     assert [r["index"] for r in body["results"]] == [0, 1, 2, 3, 4]
     assert body["results"][1]["errors"] == [
         {"field": "currency", "message": "'XYZ' is not an ISO 4217 currency code.", "value": "XYZ"}

@@ -24,7 +24,11 @@ def test_an_invoice_is_created_with_an_origin_binding_on_the_clients_connection(
     assert invoice.source_connection == client.connection
     assert client.connection.platform == "api"
     binding = Binding.objects.get(object_type="invoice", object_id=invoice.pk)
-    assert (binding.connection, binding.external_id, binding.is_origin) == (client.connection, "shop-1001", True)
+    assert (binding.connection, binding.external_id, binding.is_origin) == (
+        client.connection,
+        "shop-1001",
+        True,
+    )
     assert body["external_id"] == "shop-1001"
     assert body["total"] == "129.99" and body["subtotal"] == "109.99" and body["tax_total"] == "20.00"
     assert [line["total"] for line in body["lines"]] == ["120.00", "9.99"]
@@ -56,7 +60,9 @@ def test_external_id_is_required_on_create(shop):
     response = http.post("/api/v1/invoices/", body, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "validation_error"
-    assert {"field": "external_id", "message": "This field is required.", "value": None} in response.json()["errors"]
+    assert {"field": "external_id", "message": "This field is required.", "value": None} in response.json()[
+        "errors"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -156,7 +162,9 @@ def test_a_document_from_another_source_cannot_be_changed_through_the_api(shop):
 def test_list_filters(shop):
     _, http = shop
     http.post("/api/v1/invoices/", invoice_body("a", currency="EUR"), format="json")
-    http.post("/api/v1/invoices/", invoice_body("b", issue_date="2026-04-02", due_date="2026-05-01"), format="json")
+    http.post(
+        "/api/v1/invoices/", invoice_body("b", issue_date="2026-04-02", due_date="2026-05-01"), format="json"
+    )
     http.post("/api/v1/invoices/", invoice_body("c", status="paid", amount_paid="129.99"), format="json")
     InvoiceFactory(number="INV-elsewhere")
 
@@ -214,7 +222,12 @@ def test_a_payment_is_allocated_to_the_invoice_by_the_callers_id(shop):
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["allocations"] == [
-        {"invoice_id": invoice["id"], "invoice_number": "INV-shop-1001", "amount": "129.99", "allocated_on": "2026-03-05"}
+        {
+            "invoice_id": invoice["id"],
+            "invoice_number": "INV-shop-1001",
+            "amount": "129.99",
+            "allocated_on": "2026-03-05",
+        }
     ]
     assert body["unapplied_amount"] == "0.00"
 

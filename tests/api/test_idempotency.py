@@ -42,11 +42,16 @@ def test_without_the_key_the_same_post_is_an_update_not_a_replay(shop):
 def test_the_same_key_with_another_body_is_refused_with_422(shop):
     _, http = shop
     http.post("/api/v1/invoices/", invoice_body(), format="json", HTTP_IDEMPOTENCY_KEY="k-2")
-    other = http.post("/api/v1/invoices/", invoice_body(memo="changed"), format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    other = http.post(
+        "/api/v1/invoices/", invoice_body(memo="changed"), format="json", HTTP_IDEMPOTENCY_KEY="k-2"
+    )
     assert other.status_code == 422
     assert other.json()["code"] == "idempotency_key_reused"
-    assert other.json()["errors"][0] == {"field": "Idempotency-Key", "message": "already used for a different "
-                                         "request", "value": "k-2"}
+    assert other.json()["errors"][0] == {
+        "field": "Idempotency-Key",
+        "message": "already used for a different request",
+        "value": "k-2",
+    }
     assert Invoice.objects.get().memo == ""
 
 
@@ -62,7 +67,10 @@ def test_an_error_answer_is_replayed_too(shop):
 def test_keys_belong_to_their_client(make_client):
     _, one = make_client(["write_documents"])
     _, two = make_client(["write_documents"])
-    assert one.post("/api/v1/invoices/", invoice_body(), format="json", HTTP_IDEMPOTENCY_KEY="same").status_code == 201
+    assert (
+        one.post("/api/v1/invoices/", invoice_body(), format="json", HTTP_IDEMPOTENCY_KEY="same").status_code
+        == 201
+    )
     answer = two.post("/api/v1/invoices/", invoice_body(memo="x"), format="json", HTTP_IDEMPOTENCY_KEY="same")
     assert answer.status_code == 201 and "Idempotent-Replayed" not in answer
 
@@ -70,7 +78,10 @@ def test_keys_belong_to_their_client(make_client):
 def test_a_profile_run_retried_with_its_key_queues_one_job(make_client, django_capture_on_commit_callbacks):
     _, http = make_client(["run_syncs", "read"])
     profile = SyncProfile.objects.create(
-        name="Shop to books", source=ConnectionFactory(), destination=ConnectionFactory(), object_types=["invoice"]
+        name="Shop to books",
+        source=ConnectionFactory(),
+        destination=ConnectionFactory(),
+        object_types=["invoice"],
     )
     with django_capture_on_commit_callbacks(execute=False):
         first = http.post(f"/api/v1/sync-profiles/{profile.pk}/run/", HTTP_IDEMPOTENCY_KEY="run-1")
@@ -108,7 +119,9 @@ def test_keys_expire_and_are_purged(shop):
     with time_machine.travel(timezone.now() + timedelta(hours=25)):
         call_command("api_idempotency_purge", stdout=open("/dev/null", "w"))  # noqa: SIM115
         assert not IdempotencyKey.objects.exists()
-        again = http.post("/api/v1/invoices/", invoice_body(memo="new day"), format="json", HTTP_IDEMPOTENCY_KEY="k-6")
+        again = http.post(
+            "/api/v1/invoices/", invoice_body(memo="new day"), format="json", HTTP_IDEMPOTENCY_KEY="k-6"
+        )
         assert again.status_code == 200 and "Idempotent-Replayed" not in again
 
 
@@ -116,7 +129,9 @@ def test_an_expired_key_is_taken_again_without_the_purge(shop):
     _, http = shop
     http.post("/api/v1/invoices/", invoice_body(), format="json", HTTP_IDEMPOTENCY_KEY="k-7")
     with time_machine.travel(timezone.now() + timedelta(hours=25)):
-        again = http.post("/api/v1/invoices/", invoice_body(memo="x"), format="json", HTTP_IDEMPOTENCY_KEY="k-7")
+        again = http.post(
+            "/api/v1/invoices/", invoice_body(memo="x"), format="json", HTTP_IDEMPOTENCY_KEY="k-7"
+        )
     assert again.status_code == 200 and Invoice.objects.get().memo == "x"
 
 
@@ -153,7 +168,9 @@ def test_concurrent_retries_with_one_key_never_both_run(shop, monkeypatch):
 
     def send(name: str, client) -> None:
         try:
-            answers[name] = client.post("/api/v1/invoices/", invoice_body(), format="json", HTTP_IDEMPOTENCY_KEY="c-1")
+            answers[name] = client.post(
+                "/api/v1/invoices/", invoice_body(), format="json", HTTP_IDEMPOTENCY_KEY="c-1"
+            )
         finally:
             db_connection.close()
 

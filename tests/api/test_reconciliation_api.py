@@ -15,9 +15,15 @@ pytestmark = pytest.mark.django_db
 def exception(**kwargs):
     invoice = kwargs.pop("invoice", None) or InvoiceFactory()
     values = {
-        "kind": "amount_mismatch", "fingerprint": f"fp-{invoice.pk}", "title": f"Invoice {invoice.number} differs",
-        "object_type": "invoice", "object_id": invoice.pk, "document_number": invoice.number, "currency": "GBP",
-        "amount_at_risk": Decimal("5.00"), "connection": invoice.source_connection,
+        "kind": "amount_mismatch",
+        "fingerprint": f"fp-{invoice.pk}",
+        "title": f"Invoice {invoice.number} differs",
+        "object_type": "invoice",
+        "object_id": invoice.pk,
+        "document_number": invoice.number,
+        "currency": "GBP",
+        "amount_at_risk": Decimal("5.00"),
+        "connection": invoice.source_connection,
     }
     values.update(kwargs)
     return ReconciliationException.objects.create(**values)
@@ -52,7 +58,9 @@ def test_assign_tag_note_resolve_go_through_the_workflow(shop, finance):
     assigned = http.post(f"{url}/assign/", {"assignee": finance.pk}, format="json").json()
     assert assigned["changed"] and assigned["exception"]["state"] == "assigned"
     assert assigned["exception"]["assignee"] == {"id": finance.pk, "username": finance.username}
-    assert http.post(f"{url}/tag/", {"tags": ["vip", "vip"]}, format="json").json()["exception"]["tags"] == ["vip"]
+    assert http.post(f"{url}/tag/", {"tags": ["vip", "vip"]}, format="json").json()["exception"]["tags"] == [
+        "vip"
+    ]
     note = http.post(f"{url}/notes/", {"body": "Called the customer"}, format="json")
     assert note.status_code == 201 and note.json()["body"] == "Called the customer"
     resolved = http.post(f"{url}/resolve/", {"reason": "credit note issued"}, format="json").json()
@@ -60,7 +68,7 @@ def test_assign_tag_note_resolve_go_through_the_workflow(shop, finance):
     again = http.post(f"{url}/resolve/", {}, format="json").json()
     assert again["changed"] is False
     detail = http.get(f"{url}/").json()
-    assert [n["body"] for n in detail["notes"]][0] == "Called the customer"
+    assert detail["notes"][0]["body"] == "Called the customer"
 
 
 def test_an_invalid_move_is_a_409_naming_both_states(shop):
@@ -106,8 +114,9 @@ def test_another_accountant_approves_and_the_override_is_applied(make_client, ac
     item = exception()
     proposal = _proposal(proposer, item)
     _, approver = make_client(["approve_overrides"], person=accountant)
-    response = approver.post(f"/api/v1/overrides/{proposal['id']}/approve/", {"comment": "seen the bank"},
-                             format="json")
+    response = approver.post(
+        f"/api/v1/overrides/{proposal['id']}/approve/", {"comment": "seen the bank"}, format="json"
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["state"] == "applied"
     assert response.json()["decided_by"]["username"] == accountant.username

@@ -11,7 +11,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_the_schema_validates_without_warnings(tmp_path):
-    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"), stdout=StringIO())
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "s.yaml"), stdout=StringIO()
+    )
     text = (tmp_path / "s.yaml").read_text()
     assert "Idempotency-Key" in text and "/api/v1/invoices/bulk/" in text and "clientToken" in text
 

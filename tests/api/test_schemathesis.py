@@ -35,7 +35,8 @@ def token(db):
 
     exception()  # something to list, read and work on
     _, token = api_client_create(
-        name="Fuzz", scopes=["read", "write_documents", "work_exceptions", "run_syncs", "approve_overrides"],
+        name="Fuzz",
+        scopes=["read", "write_documents", "work_exceptions", "run_syncs", "approve_overrides"],
         throttle_rate="100000/minute",
     )
     return token
@@ -58,8 +59,13 @@ def test_the_api_keeps_to_its_schema(operation, token, in_test_transaction, monk
     headers = {"Authorization": f"Bearer {token}"}
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
-              database=None)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     def check(case):
         response = case.call(headers=headers)
         case.validate_response(response, checks=CHECKS, headers=headers)

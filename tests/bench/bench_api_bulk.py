@@ -47,8 +47,13 @@ def invoice(batch: int, index: int) -> dict:
         "issue_date": f"2026-03-{1 + n % 28:02d}",
         "currency": "GBP",
         "lines": [
-            {"description": f"Item {line}", "quantity": str(1 + n % 5), "unit_price": f"{10 + n % 90}.50",
-             "tax_rate": "20", "tax_amount": f"{(1 + n % 5) * (10 + n % 90) * 0.2 + 0.1:.2f}"}
+            {
+                "description": f"Item {line}",
+                "quantity": str(1 + n % 5),
+                "unit_price": f"{10 + n % 90}.50",
+                "tax_rate": "20",
+                "tax_amount": f"{(1 + n % 5) * (10 + n % 90) * 0.2 + 0.1:.2f}",
+            }
             for line in range(LINES)
         ],
     }
@@ -65,16 +70,26 @@ def bare_bulk_create(batches: int, per_batch: int) -> float:
         with transaction.atomic():
             invoices = Invoice.objects.bulk_create(
                 [
-                    Invoice(number=body["number"], customer=customers[i % CUSTOMERS], issue_date=date(2026, 3, 1),
-                            currency="GBP", raw_payload=body)
+                    Invoice(
+                        number=body["number"],
+                        customer=customers[i % CUSTOMERS],
+                        issue_date=date(2026, 3, 1),
+                        currency="GBP",
+                        raw_payload=body,
+                    )
                     for i, body in enumerate(batch)
                 ],
                 batch_size=500,
             )
             InvoiceLine.objects.bulk_create(
                 [
-                    InvoiceLine(invoice=inv, line_number=line + 1, description="x", quantity=Decimal(1),
-                                unit_price=Decimal(1))
+                    InvoiceLine(
+                        invoice=inv,
+                        line_number=line + 1,
+                        description="x",
+                        quantity=Decimal(1),
+                        unit_price=Decimal(1),
+                    )
                     for inv in invoices
                     for line in range(LINES)
                 ],

@@ -22,7 +22,7 @@ from reconciliation.checks import reconcile
 from reconciliation.models import Override, ReconciliationException
 from reconciliation.services import exception_fingerprint, exception_record, recheck, reconcile_enqueue
 from sync import jobs, snapshots
-from sync.models import Binding, Invoice, Payment, PaymentAllocation, SyncJob, SyncProfile
+from sync.models import Binding, Invoice, Payment, PaymentAllocation, PushOperation, SyncJob, SyncProfile
 from tests.factories import ConnectionFactory, InvoiceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -401,6 +401,130 @@ def test_two_documents_with_one_number_from_one_source(world):
         world.source,
     )
     assert exception.details["duplicate_of"] == [first.pk]
+
+
+def _payment(world, reference: str, transaction_id: str, **values) -> Payment:
+    payment = Payment.objects.create(
+        reference=reference,
+        processor_transaction_id=transaction_id,
+        source_connection=world.source,
+        transaction_date=date(2026, 3, 5),
+        currency="GBP",
+        amount=Decimal("120.00"),
+        **values,
+    )
+    PaymentAllocation.objects.create(payment=payment, invoice=bound_invoice(world), amount=Decimal("120.00"))
+    Binding.objects.create(
+        connection=world.ledger,
+        object_type="payment",
+        object_id=payment.pk,
+        external_id=f"P{payment.pk}",
+        snapshot={},
+    )
+    return payment
+
+
+def test_one_processor_transaction_twice_from_one_source_is_a_duplicate_payment(world):
+    first = _payment(world, "pi_1", "ch_1")
+    second = _payment(world, "pi_1", "ch_1")
+    _payment(world, "pi_1", "ch_2")  # a retried charge of the same payment intent: another payment
+
+    reconcile(object_types=["payment"])
+
+    exception = ReconciliationException.objects.get()
+    assert (exception.kind, exception.object_id, exception.connection) == (
+        "duplicate",
+        second.pk,
+        world.source,
+    )
+    assert exception.details["duplicate_of"] == [first.pk]
+    assert exception.details["processor_transaction_id"] == "ch_1"
+    assert "transaction ch_1 came twice from Shop" in exception.title
+
+    Payment.objects.filter(pk=second.pk).update(status="void")  # the duplicate voided at the source
+    reconcile(object_types=["payment"])
+    assert open_exceptions().count() == 0
+
+
+def test_payments_without_a_processor_transaction_id_are_never_duplicates_of_each_other(world):
+    _payment(world, "cheque 1", "")
+    _payment(world, "cheque 1", "")
+
+    assert reconcile(object_types=["payment"]).found == 0
+
+
+def test_missing_names_the_blocked_outbox_operation(world):
+    invoice = bound_invoice(world, bind=False)
+    PushOperation.objects.create(
+        profile=world.profile,
+        connection=world.ledger,
+        object_type="invoice",
+        object_id=invoice.pk,
+        document_version=1,
+        operation="create",
+        idempotency_key="k-old",
+        state="failed",
+        error="an old failure, since retried",
+    )
+    op = PushOperation.objects.create(
+        profile=world.profile,
+        connection=world.ledger,
+        object_type="invoice",
+        object_id=invoice.pk,
+        document_version=1,
+        operation="create",
+        idempotency_key="k-now",
+        state="uncertain",
+        error="timeout after the request left",
+    )
+
+    reconcile()
+
+    exception = open_exceptions(kind="missing_in_destination").get()
+    assert exception.details["held_by"] == [
+        {"operation": op.pk, "state": "uncertain", "text": "timeout after the request left"}
+    ]
+    assert f"outbox operation #{op.pk} uncertain: timeout after the request left" in exception.message
+    assert f"held back by outbox operation #{op.pk} uncertain" in exception.title
+
+
+def test_missing_names_the_open_mapping_exception_and_forgets_it_once_resolved(world):
+    invoice = bound_invoice(world, bind=False)
+    held, _ = exception_record(
+        kind="mapping_missing",
+        fingerprint=exception_fingerprint("mapping_missing", world.profile.pk, "invoice", invoice.pk),
+        title="No tax code mapped for rate 7.7",
+        connection=world.ledger,
+        object_type="invoice",
+        object_id=invoice.pk,
+    )
+    succeeded = bound_invoice(world, bind=False)
+    PushOperation.objects.create(
+        profile=world.profile,
+        connection=world.ledger,
+        object_type="invoice",
+        object_id=succeeded.pk,
+        document_version=1,
+        operation="create",
+        idempotency_key="k-gone",
+        state="succeeded",
+    )
+
+    reconcile()
+
+    exception = open_exceptions(kind="missing_in_destination", object_id=invoice.pk).get()
+    assert exception.details["held_by"] == [
+        {"exception": held.pk, "kind": "mapping_missing", "text": "No tax code mapped for rate 7.7"}
+    ]
+    assert f"mapping missing (exception #{held.pk})" in exception.message
+    other = open_exceptions(kind="missing_in_destination", object_id=succeeded.pk).get()
+    assert "held_by" not in other.details  # written and deleted since: nothing holds it back
+
+    held.state = "resolved"
+    held.save()
+    reconcile()
+    exception.refresh_from_db()
+    assert "held_by" not in exception.details
 
 
 def test_a_destination_record_duplicating_a_bound_copy_and_its_resolution_by_a_full_read(world, mirror):

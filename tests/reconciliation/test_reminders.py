@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from reconciliation import reminders
 from reconciliation.models import ReconciliationException, Reminder, ReminderPolicy
+from reconciliation.reminders import sending
 from sync.models import Binding, Payment, PaymentAllocation, SyncJob
 from tests.factories import ConnectionFactory, CustomerFactory, InvoiceFactory, UserFactory
 
@@ -371,14 +372,14 @@ def test_a_send_that_was_never_confirmed_is_not_retried(mailoutbox):
 def test_one_broken_reminder_does_not_stop_the_others(mailoutbox):
     make_policy()
     first, second = InvoiceFactory(), InvoiceFactory()
-    real_send = reminders._send
+    real_send = sending._send
 
     def send(item, connection, **kwargs):
         if item.invoice.pk == first.pk:
             raise ValueError("bad address")
         return real_send(item, connection, **kwargs)
 
-    with mock.patch.object(reminders, "_send", send):
+    with mock.patch.object(sending, "_send", send):
         report = run(DUE)
 
     assert (report.sent, report.failed) == (1, 1)

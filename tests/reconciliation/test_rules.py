@@ -386,3 +386,131 @@ def test_amount_in_the_base_currency():
     assert rules.to_base(Decimal("10"), "GBP", None, "GBP") == Decimal("10")
     assert rules.to_base(Decimal("10"), "USD", "0.8", "GBP") == Decimal("8.0000")
     assert rules.to_base(Decimal("10"), "USD", None, "GBP") is None
+
+
+# --- what holds a document back -------------------------------------------------------------------------
+def test_missing_names_what_holds_the_document_back():
+    holds = (
+        rules.Hold("exception", 12, "mapping_missing", "No tax code for 7.7"),
+        rules.Hold("operation", 34, "blocked", "waiting for the customer"),
+    )
+    finding = rules.missing(invoice(), Copy(2, "Ledger", bound=False, holds=holds), TOL)
+
+    assert finding is not None
+    assert finding.title.endswith("held back by mapping missing (exception #12)")
+    assert "exception #12): No tax code for 7.7; outbox operation #34 blocked: waiting" in finding.message
+    assert finding.details["held_by"] == [
+        {"exception": 12, "kind": "mapping_missing", "text": "No tax code for 7.7"},
+        {"operation": 34, "state": "blocked", "text": "waiting for the customer"},
+    ]
+    assert finding.identity == rules.missing(invoice(), Copy(2, "Ledger", bound=False), TOL).identity
+
+
+# --- daily summaries ----------------------------------------------------------------------------------
+def in_summary(**values) -> Copy:
+    held = rules.InSummary(day="2026-03-01", currency="GBP", **values)
+    return Copy(2, "Ledger", bound=False, summary=held, external_id=held.external_id)
+
+
+def test_a_sale_in_no_posted_summary_is_missing_naming_the_day_and_currency():
+    finding = rules.missing(invoice(), in_summary(), TOL)
+
+    assert finding is not None and finding.kind == "missing_in_destination"
+    assert finding.title == "Invoice INV-1 of 2026-03-01 (GBP) is in no daily summary posted to Ledger"
+    assert finding.details["summary"] == {"day": "2026-03-01", "currency": "GBP"}
+
+
+def test_a_sale_in_a_summary_never_posted_names_the_summary():
+    finding = rules.missing(invoice(), in_summary(summary_id=5, number="DS-2026-03-01-GBP"), TOL)
+
+    assert finding is not None and "its daily summary DS-2026-03-01-GBP is not in Ledger" in finding.title
+
+
+def test_a_member_of_a_posted_summary_is_present():
+    copy = in_summary(summary_id=5, number="DS", posted=True, counted_version=1, current_version=1)
+
+    assert rules.missing(invoice(), copy, TOL) is None
+    assert rules.summary_member(invoice(), copy, TOL) is None
+
+
+@pytest.mark.parametrize(
+    ("versions", "found"),
+    [
+        ({"counted_version": 1, "current_version": 2}, "version 1 counted, now 2"),
+        (
+            {
+                "counted_version": 2,
+                "current_version": 2,
+                "summary_version": 3,
+                "posted_version": 2,
+                "changed_since_posted": True,
+            },
+            "still holds version 2",
+        ),
+        ({"counted_version": 2, "current_version": 2, "summary_version": 3, "posted_version": 2}, None),
+        ({"counted_version": 2, "current_version": 2, "summary_version": 2, "posted_version": 2}, None),
+    ],
+)
+def test_a_member_changed_after_its_summary_was_posted(versions, found):
+    copy = in_summary(summary_id=5, number="DS", posted=True, **versions)
+
+    finding = rules.summary_member(invoice(), copy, TOL)
+
+    if found is None:
+        assert finding is None  # unchanged itself: another member moved the summary on
+    else:
+        assert finding is not None and found in finding.message
+        assert (finding.kind, finding.details["rule"]) == ("missing_in_destination", "summary_member")
+
+
+def summary(**values) -> Document:
+    base = {"number": "DS-2026-03-01-GBP", "currency": "GBP", "total": "240.00", "tax_total": "40.00"}
+    return Document("summary_invoice", 5, {**base, **values})
+
+
+def test_a_summary_whose_members_add_up_to_another_total():
+    finding = rules.summary_total(
+        summary(), {"total": Decimal("270.00"), "tax_total": Decimal("45.00")}, Copy(2, "Ledger", {}), TOL
+    )
+
+    assert finding is not None
+    assert (finding.kind, finding.identity) == (
+        "amount_mismatch",
+        ("amount_mismatch", "summary_invoice", 5, 2),
+    )
+    assert finding.amount_at_risk == Decimal("30.00") and finding.severity == "low"
+    assert finding.details["fields"]["tax_total"] == {"canonical": "45.00", "copies": {"composed": "40.00"}}
+    assert finding.title == "Summary invoice DS-2026-03-01-GBP: members add up to 270.00 GBP, 240.00 composed"
+
+
+def test_a_summary_held_with_other_totals_in_the_destination():
+    copy = Copy(2, "Ledger", {"currency": "GBP", "total": "200.00", "tax_total": "40.00"})
+
+    finding = rules.summary_total(
+        summary(), {"total": Decimal("240.00"), "tax_total": Decimal("40.00")}, copy, TOL
+    )
+
+    assert finding is not None and finding.amount_at_risk == Decimal("40.00")
+    assert finding.details["fields"] == {
+        "total": {"canonical": "240.00", "copies": {"composed": "240.00", "Ledger": "200.00"}}
+    }
+
+
+def test_a_summary_agreeing_with_its_members_within_the_tolerance():
+    copy = Copy(2, "Ledger", {"currency": "GBP", "total": "240.01", "tax_total": "40.00"})
+
+    assert (
+        rules.summary_total(summary(), {"total": Decimal("240.00"), "tax_total": Decimal("40")}, copy, TOL)
+        is None
+    )
+
+
+# --- duplicate payments -------------------------------------------------------------------------------
+def test_a_payment_is_a_duplicate_by_its_processor_transaction_id_not_its_reference():
+    repeated = payment(processor_transaction_id="ch_9")
+
+    finding = rules.duplicate_at_source(repeated, [3], TOL)
+
+    assert finding is not None and finding.kind == "duplicate"
+    assert finding.details["processor_transaction_id"] == "ch_9"
+    assert rules.duplicate_at_source(payment(processor_transaction_id=""), [3], TOL) is None

@@ -72,6 +72,16 @@ class Command(BaseCommand):
             profile = demo_profile(connection)
             if profile is not None:
                 self.stdout.write(f"sync profile: {profile.name} (Dry run or Run now in the admin)")
+            from sandbox.demo import demo_stripe_profile, demo_stripe_webhook
+
+            hook, made = demo_stripe_webhook(settings.SANDBOX_BASE_URL)
+            if hook is not None:
+                state = "subscribed now" if made else "already subscribed"
+                self.stdout.write(f"Stripe sandbox webhooks to {hook.url}: {state}")
+            stripe_profile = demo_stripe_profile()
+            if stripe_profile is not None:
+                note = "runs on the Stripe sandbox's webhooks"
+                self.stdout.write(f"sync profile: {stripe_profile.name} ({note})")
         else:
             self.stdout.write("sandbox platforms are off (SANDBOX_ENABLED): no sandbox connections")
         from reconciliation.reminders import policy_demo_ensure
