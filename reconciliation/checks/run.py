@@ -14,6 +14,7 @@ from django.db.models import F
 from connectors.models import Connection
 from reconciliation import rules
 from reconciliation.checks.scope import (
+    SUMMARY_TYPES,
     Scope,
     documents,
     page_size,
@@ -168,9 +169,10 @@ def reconcile(
     size = page_size()
     if job is not None:
         total = sum(documents(scope, t).count() for t in scope.object_types)
-        total += (
-            SummaryPosting.objects.filter(kind__in=scope.summary_kinds).count() if scope.summary_kinds else 0
-        )
+        profiles = {p.pk for kind in scope.summary_kinds for p in scope.summary_profiles(SUMMARY_TYPES[kind])}
+        if profiles:
+            posted = SummaryPosting.objects.filter(kind__in=scope.summary_kinds, profile_id__in=profiles)
+            total += posted.count()
         SyncJob.objects.filter(pk=job.pk).update(progress_total=F("progress_done") + total)
     read_in_full, duplicates = _mirror(scope, job, heartbeat, report, full) if refresh else (set(), {})
     for object_type in scope.object_types:

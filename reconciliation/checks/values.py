@@ -8,10 +8,14 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from django.db.models import Q
 
+from connectors.base import ConnectorError
+from connectors.money import currency_exponent
 from reconciliation import rules
 from reconciliation.checks.scope import DATE_FIELD, FORMS, Scope, summary_mode
 from reconciliation.models import ReconciliationException
@@ -30,6 +34,14 @@ HOLD_KINDS = (
 HOLD_STATES = (PushOperation.State.BLOCKED, PushOperation.State.FAILED, PushOperation.State.UNCERTAIN)
 
 
+@lru_cache(maxsize=64)
+def _quantum(currency: str) -> Decimal | None:
+    try:
+        return Decimal(1).scaleb(-currency_exponent(currency))
+    except ConnectorError:
+        return None  # not an ISO 4217 code: sync.snapshots.money keeps the amount as it is
+
+
 def _customer(row: Mapping[str, Any]) -> str | None:
     email = (row.get("customer__email") or "").strip()
     return email.lower() if email else (row.get("customer__name") or None)
@@ -41,8 +53,14 @@ def document_build(
     currency = row["currency"]
     money_names, day_names, plain_names = FORMS[object_type]
     values = {name: row[name] for name in plain_names}
+    quantum = _quantum(currency)
     for name in money_names:
-        values[name] = snapshots.money(row[name], currency)
+        value = row[name]
+        # the snapshot form (sync.snapshots.money) without its per-value checks: the column is a Decimal
+        if value is None or quantum is None:
+            values[name] = snapshots.money(value, currency)
+        else:
+            values[name] = str(value.quantize(quantum))
     for name in day_names:
         value = row[name]
         values[name] = value.isoformat() if value is not None else None

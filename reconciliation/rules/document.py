@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from reconciliation.rules.amounts import amount, currency, tax
@@ -70,13 +71,18 @@ AGREEING_KEYS = {
 }
 
 
+_AGREEING = {object_type: itemgetter(*keys) for object_type, keys in AGREEING_KEYS.items()}
+
+
 def _agrees(doc: Document, copy: Copy) -> bool:
     """The common case, decided by comparing strings: most copies hold exactly what was sent."""
-    keys = AGREEING_KEYS.get(doc.object_type)
-    if keys is None:
+    values = _AGREEING.get(doc.object_type)
+    if values is None:
         return False
-    ours, theirs = doc.values, copy.values
-    return all(key in theirs and ours.get(key) == theirs[key] for key in keys)
+    try:
+        return bool(values(doc.values) == values(copy.values))
+    except KeyError:  # a value the copy does not state: the rules decide
+        return False
 
 
 def document_check(
@@ -107,9 +113,11 @@ def document_check(
             # a change too recent to have reached the next push judges nothing yet
             checked.judge(copy.connection_id, "summary_member", summary_member(doc, copy, tol))
         if copy.known:
-            clean = _agrees(doc, copy)
-            for rule in VALUE_RULES[doc.object_type]:
-                checked.judge(copy.connection_id, rule, None if clean else COPY_RULES[rule](doc, copy, tol))
+            if _agrees(doc, copy):
+                checked.judged.setdefault(copy.connection_id, set()).update(VALUE_RULES[doc.object_type])
+            else:
+                for rule in VALUE_RULES[doc.object_type]:
+                    checked.judge(copy.connection_id, rule, COPY_RULES[rule](doc, copy, tol))
         if copy.connection_id in read_in_full:
             checked.judged.setdefault(copy.connection_id, set()).add("duplicate_in_destination")
         if copy.bound:

@@ -153,9 +153,11 @@ def duplicate_at_source(doc: Document, earlier: Sequence[int], tol: Tolerances) 
     """The same number (a payment: processor transaction id) from the same source on more than one
     canonical document: the later ones are the duplicates (`earlier`: ids of the documents with this
     number that came first)."""
+    if not earlier:
+        return None
     key_name = SOURCE_KEY.get(doc.object_type, "number")
     key = text(doc.values.get(key_name))
-    if not earlier or not key:
+    if not key:
         return None
     others = ", ".join(f"#{pk}" for pk in earlier)
     source = doc.source_name or "its source"

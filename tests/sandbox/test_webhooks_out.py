@@ -10,9 +10,9 @@ import hmac
 import itertools
 import json
 import threading
-from io import StringIO
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
 from urllib.parse import urlencode
 
 import pytest
@@ -632,3 +632,51 @@ def test_the_demo_subscribes_stripe_and_a_stripe_invoice_starts_the_demo_profile
 
     (job,) = SyncJob.objects.filter(profile=profile)
     assert (job.trigger, job.params) == ("webhook", {"fetch": [["invoice", invoice["id"]]]})
+
+
+# --- admin ----------------------------------------------------------------------------------------------
+def _queries(client, url: str) -> int:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def test_the_webhook_admin_lists_stay_within_a_fixed_number_of_queries(admin_client):
+    from django.utils import timezone
+
+    def add(count: int) -> None:
+        for _ in range(count):
+            hook = webhooks.webhook_subscribe(platform="stripe", account=KEY, url="https://x.example/h")
+            SandboxWebhookDelivery.objects.create(
+                webhook=hook, next_attempt_at=timezone.now(), state="failed"
+            )
+
+    add(1)
+    few = [
+        _queries(admin_client, f"/admin/sandbox/{m}/") for m in ("sandboxwebhook", "sandboxwebhookdelivery")
+    ]
+    add(6)
+    many = [
+        _queries(admin_client, f"/admin/sandbox/{m}/") for m in ("sandboxwebhook", "sandboxwebhookdelivery")
+    ]
+    assert few == many
+
+
+def test_the_admin_makes_a_subscription_with_a_secret_and_refuses_a_bad_event(admin_client):
+    made = admin_client.post(
+        "/admin/sandbox/sandboxwebhook/add/",
+        {"platform": "quickbooks", "account": REALM, "url": "https://x.example/h", "events": '["Invoice"]'},
+    )
+    assert made.status_code == 302, made.content.decode()[:2000]
+    hook = SandboxWebhook.objects.get()
+    assert hook.secret and hook.payload_format == "legacy" and hook.status == "enabled"
+
+    refused = admin_client.post(
+        "/admin/sandbox/sandboxwebhook/add/",
+        {"platform": "xero", "account": TENANT, "url": "https://x.example/h", "events": '["PAYMENT"]'},
+    )
+    assert refused.status_code == 200 and "PAYMENT" in refused.content.decode()
+    assert SandboxWebhook.objects.count() == 1

@@ -97,3 +97,140 @@ def test_payments_follow_their_invoices_and_an_unmatched_payment_is_an_exception
     assert Binding.objects.filter(connection=dest, object_type="payment").count() == 1
     unmatched = ReconciliationException.objects.get(kind="unmatched_payment")
     assert "PAY-LONE" in unmatched.title
+
+
+# --- updates: versions moved by the destination itself, verified retries, stale lookups ----------------
+def _pay_there(connector, platform: str, invoice_id: str, amount, reference: str = "BANK-1") -> None:
+    """A payment recorded in the destination by hand (an accountant), against one of our invoices."""
+    from datetime import date
+
+    from connectors.base import AllocationRecord, PaymentRecord, PushContext
+
+    record = PaymentRecord(
+        external_id="",
+        reference=reference,
+        customer=None,
+        transaction_date=date(2026, 10, 20),
+        currency="GBP",
+        amount=amount,
+        allocations=(AllocationRecord(invoice_number="X", amount=amount, invoice_external_id=invoice_id),),
+    )
+    customer = connector.fetch("invoice", invoice_id).record.customer.external_id
+    context = PushContext(reference=reference, customer_id=customer, deposit_account="090")
+    connector.record_payment(record, context, idempotency_key=f"by-hand-{reference}")
+
+
+def _due_moved(source, index: int, days: int = 7):
+    """The source moves invoice `index`'s due date: a new version of it to push as an update."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from sync.services import records_write
+
+    record = engine.invoice_record(index)
+    moved = replace(record, due_date=record.due_date + timedelta(days=days))
+    records_write(connection=source, records=[moved])
+    return moved
+
+
+@pytest.mark.parametrize("platform", ["quickbooks", "xero"])
+def test_an_update_after_a_payment_there_is_not_a_conflict(live_server, platform):
+    dest = engine.destination(platform, live_server.url)
+    source, records = engine.source_with_invoices(1)
+    profile = engine.mapped_profile(source, dest)
+    pushing.push_run(profile)
+    binding = Binding.objects.get(connection=dest, object_type="invoice")
+    connector = dest.connector()
+    _pay_there(connector, platform, binding.external_id, engine.Decimal("10.00"))
+    moved = _due_moved(source, 0)
+
+    report = pushing.push_run(profile)
+
+    assert (report.updated, report.failed) == (1, 0), report
+    assert not ReconciliationException.objects.filter(kind="conflict").exists()
+    copy = connector.fetch("invoice", binding.external_id).record
+    assert copy.due_date == moved.due_date
+    assert copy.amount_paid == engine.Decimal("10.00")  # the payment made there is still applied
+
+
+@pytest.mark.parametrize("platform", ["quickbooks", "xero"])
+def test_an_update_after_someone_edited_the_copy_there_is_a_conflict(live_server, platform):
+    dest = engine.destination(platform, live_server.url)
+    source, _ = engine.source_with_invoices(1)
+    profile = engine.mapped_profile(source, dest)
+    pushing.push_run(profile)
+    binding = Binding.objects.get(connection=dest, object_type="invoice")
+    connector = dest.connector()
+    edit = {"DueDate": "2027-01-31"}
+    current = connector.fetch("invoice", binding.external_id)
+    connector.update(
+        "invoice", binding.external_id, edit, remote_version=current.remote_version, idempotency_key="edit-1"
+    )
+    _due_moved(source, 0)
+
+    report = pushing.push_run(profile)
+
+    assert report.failed == 1, report
+    conflict = ReconciliationException.objects.get(kind="conflict")
+    assert "changed in the destination" in conflict.title
+    assert str(connector.fetch("invoice", binding.external_id).record.due_date) == "2027-01-31"
+
+
+@pytest.mark.parametrize("platform", ["quickbooks", "xero"])
+def test_an_update_whose_answer_was_lost_is_verified_against_the_copy(live_server, platform):
+    dest = engine.destination(platform, live_server.url)
+    source, _ = engine.source_with_invoices(1)
+    profile = engine.mapped_profile(source, dest)
+    pushing.push_run(profile)
+    binding = Binding.objects.get(connection=dest, object_type="invoice")
+    moved = _due_moved(source, 0)
+
+    def lost(point: str, operation: PushOperation) -> None:
+        if point == "after_write" and operation.operation == "update":
+            raise KeyboardInterrupt("worker killed")  # a BaseException: nothing after it runs
+
+    pushing.CRASH_HOOK = lost
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pushing.push_run(profile)
+    finally:
+        pushing.CRASH_HOOK = None
+    binding.refresh_from_db()
+    assert binding.document_version == 1  # the update landed, and we never heard back
+
+    report = pushing.push_run(profile)
+
+    assert (report.updated, report.failed) == (1, 0), report
+    assert not ReconciliationException.objects.filter(kind="conflict").exists()
+    binding.refresh_from_db()
+    assert binding.document_version == 2
+    assert dest.connector().fetch("invoice", binding.external_id).record.due_date == moved.due_date
+
+
+@pytest.mark.parametrize("platform", ["quickbooks", "xero"])
+def test_a_create_found_after_a_crash_is_bound_at_the_version_it_was_sent_with(live_server, platform):
+    dest = engine.destination(platform, live_server.url)
+    source, _ = engine.source_with_invoices(1)
+    profile = engine.mapped_profile(source, dest)
+
+    def lost(point: str, operation: PushOperation) -> None:
+        if point == "after_write":
+            raise KeyboardInterrupt("worker killed")
+
+    pushing.CRASH_HOOK = lost
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pushing.push_run(profile)
+    finally:
+        pushing.CRASH_HOOK = None
+    moved = _due_moved(source, 0)  # version 2 arrives before the worker is back
+
+    report = pushing.push_run(profile)
+
+    assert report.failed == 0, report
+    binding = Binding.objects.get(connection=dest, object_type="invoice")
+    assert binding.document_version == 2
+    copy = dest.connector().fetch("invoice", binding.external_id).record
+    assert copy.due_date == moved.due_date  # version 2's content is there, not only its number
+    kind, field = ("Invoice", "DocNumber") if platform == "quickbooks" else ("invoice", "InvoiceNumber")
+    assert [r[field] for r in engine.live_records(platform, kind)].count("INV-00000") == 1
