@@ -142,16 +142,39 @@ def webhook_received(connection: Connection, events: Iterable[Any]) -> list[Sync
                 trigger = Trigger.WEBHOOK
             else:
                 continue
-            jobs.append(
-                job_enqueue(kind=Kind.SYNC, trigger=trigger, profile=profile, params={"fetch": fetch})
-            )
+            jobs.append(_fetch_enqueue(kind=Kind.SYNC, trigger=trigger, profile=profile, fetch=fetch))
         if not jobs:
             jobs.append(
-                job_enqueue(
-                    kind=Kind.PULL, trigger=Trigger.WEBHOOK, connection=connection, params={"fetch": fetch}
-                )
+                _fetch_enqueue(kind=Kind.PULL, trigger=Trigger.WEBHOOK, connection=connection, fetch=fetch)
             )
     return jobs
+
+
+def _fetch_enqueue(
+    *,
+    kind: str,
+    trigger: str,
+    fetch: list[list[str]],
+    profile: SyncProfile | None = None,
+    connection: Connection | None = None,
+) -> SyncJob:
+    """A burst of webhooks becomes one job: records to re-fetch join a job of the same kind and trigger
+    that nobody has claimed yet, instead of queueing one job per event behind each other. A job already
+    claimed is left alone (its params are read), so what arrives then gets a job of its own."""
+    waiting = (
+        SyncJob.objects.select_for_update()
+        .filter(kind=kind, trigger=trigger, state=JobState.QUEUED, attempts=0, params__has_key="fetch")
+        .filter(profile=profile, **({"connection": connection} if profile is None else {}))
+        .order_by("pk")
+        .first()
+    )
+    if waiting is None:
+        params = {"fetch": fetch}
+        return job_enqueue(kind=kind, trigger=trigger, profile=profile, connection=connection, params=params)
+    known = {tuple(item) for item in waiting.params["fetch"]}
+    waiting.params["fetch"] += [item for item in fetch if tuple(item) not in known]
+    waiting.save(update_fields=["params"])
+    return waiting
 
 
 # --- people's actions ---------------------------------------------------------------------------------

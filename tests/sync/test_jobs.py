@@ -178,6 +178,25 @@ def test_webhooks_and_payments_received_trigger_jobs_that_refetch_the_records(ru
 
 
 @pytest.mark.django_db
+def test_a_burst_of_webhooks_joins_the_job_nobody_has_claimed_yet(rung):
+    profile = _profile()
+    invoice = [SimpleNamespace(object_type="invoice", external_id="in_1")]
+    first = jobs.webhook_received(profile.source, invoice)
+    again = jobs.webhook_received(
+        profile.source, [*invoice, SimpleNamespace(object_type="invoice", external_id="in_2")]
+    )
+
+    assert [j.pk for j in again] == [j.pk for j in first]
+    first[0].refresh_from_db()
+    assert first[0].params["fetch"] == [["invoice", "in_1"], ["invoice", "in_2"]]
+
+    SyncJob.objects.filter(pk=first[0].pk).update(state="running", attempts=1)  # claimed: params are read
+    third = SimpleNamespace(object_type="invoice", external_id="in_3")
+    later = jobs.webhook_received(profile.source, [third])
+    assert later[0].pk != first[0].pk and later[0].params["fetch"] == [["invoice", "in_3"]]
+
+
+@pytest.mark.django_db
 def test_a_scheduled_tick_does_not_pile_up_behind_a_running_job(rung):
     profile = _profile(schedule="minutes", schedule_minutes=5)
     first = jobs.profile_scheduled(profile.pk)
