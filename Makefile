@@ -42,13 +42,14 @@ lint: install-dev
 test: install-dev lint
 	$(BIN)/python -m pytest
 
-# Benchmarks: figures printed as ratios to a bare bulk_create in the same run (ROWS=100000 by default).
+# Benchmarks: each prints its figures against a baseline measured in the same run (see README, Commands).
 bench: install-dev
 	$(BIN)/python tests/bench/bench_csv_import.py $(or $(ROWS),100000)
 	$(BIN)/python tests/bench/bench_sync.py $(or $(ROWS),100000) $(or $(PUSH),5000)
 	$(BIN)/python tests/bench/bench_api_bulk.py 10 1000
 	$(BIN)/python tests/bench/bench_reconcile.py $(or $(RECON),1000000)
 	$(BIN)/python tests/bench/bench_admin_queue.py $(or $(QUEUE),1000000)
+	$(BIN)/python tests/bench/bench_webhooks.py 300 10
 
 # Re-resolve the pinned versions after changing pyproject.toml.
 lock: $(BIN)/python
