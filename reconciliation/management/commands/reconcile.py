@@ -9,7 +9,10 @@ from django.core.management.base import BaseCommand, CommandError
 from reconciliation.checks import reconcile
 from reconciliation.rules import OBJECT_TYPES
 from reconciliation.services import reconcile_enqueue
-from sync.models import SyncJob, SyncProfile
+from sync.models import SummaryPosting, SyncJob, SyncProfile
+
+# one document, or one daily summary (its kind, e.g. summary_invoice:7)
+DOCUMENT_TYPES = (*OBJECT_TYPES, *SummaryPosting.Kind.values)
 
 
 class Command(BaseCommand):
@@ -25,7 +28,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--type", dest="object_types", action="append", choices=OBJECT_TYPES, help="repeatable"
         )
-        parser.add_argument("--document", help="one document, as TYPE:ID (e.g. invoice:42)")
+        parser.add_argument(
+            "--document", help="one document or daily summary as TYPE:ID (invoice:42, summary_invoice:7)"
+        )
         parser.add_argument("--no-refresh", action="store_true", help="do not re-read the destinations first")
         parser.add_argument(
             "--full", action="store_true", help="re-read every record of the destinations, not only changes"
@@ -41,9 +46,10 @@ class Command(BaseCommand):
         document = None
         if options["document"]:
             object_type, _, raw_id = options["document"].partition(":")
-            if object_type not in OBJECT_TYPES or not raw_id.isdigit():
+            if object_type not in DOCUMENT_TYPES or not raw_id.isdigit():
+                types = ", ".join(DOCUMENT_TYPES)
                 raise CommandError(
-                    f"--document {options['document']!r}: use TYPE:ID, TYPE one of {', '.join(OBJECT_TYPES)}",
+                    f"--document {options['document']!r}: use TYPE:ID, TYPE one of {types}",
                     returncode=2,
                 )
             document = (object_type, int(raw_id))
