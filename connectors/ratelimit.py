@@ -16,6 +16,7 @@ one request too many into the platform's own window.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 import uuid
@@ -27,6 +28,7 @@ from django.db import transaction
 
 from connectors.base import RateLimit, RetryableError
 
+log = logging.getLogger(__name__)
 BUCKETS_PER_PERIOD = 60
 # Requests reach the platform a little after they are admitted, and not all equally late: each period is
 # counted this much longer so that uneven latency cannot squeeze one more request into the platform's window.
@@ -125,11 +127,24 @@ class RedisStore:
         self.redis = redis.Redis.from_url(url)
 
     def update(self, key: str, change: Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]]) -> Any:
+        from redis.exceptions import LockNotOwnedError
+
         name = f"ledgerlink:ratelimit:{key}"
-        with self.redis.lock(f"{name}:lock", timeout=10, blocking_timeout=30):
+        lock = self.redis.lock(f"{name}:lock", timeout=10, blocking_timeout=30)
+        if not lock.acquire():
+            raise RetryableError(f"the rate-limit state of {key} stayed locked for 30 s", retry_after=1.0)
+        try:
             raw = self.redis.get(name)
             result, state = change(json.loads(raw) if raw else {})
             self.redis.set(name, json.dumps(state), ex=2 * 86400)
+        finally:
+            try:
+                lock.release()
+            except LockNotOwnedError:
+                # The lock went while held: it timed out (this process stalled past 10 s) or was
+                # deleted. The state is written; at worst one request more than the limit went out, which
+                # the platform answers with a 429 we honour. Failing the request would be worse.
+                log.warning("rate-limit lock of %s was lost before its release", key)
         return result
 
 

@@ -11,14 +11,26 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import Max, Sum
 from django.utils import timezone
 
 from connectors.base import ValidationError
 from connectors.models import Connection
 from connectors.money import amount as money_amount
-from connectors.money import currency_code, decimal_value
-from sync.models import Binding, CreditNote, Invoice, ObjectType, Payment, PushOperation, SyncJob, SyncProfile
+from connectors.money import currency_code, currency_exponent, decimal_value
+from sync.models import (
+    Binding,
+    CreditAllocation,
+    CreditNote,
+    Invoice,
+    ObjectType,
+    Payment,
+    PaymentAllocation,
+    PushOperation,
+    SyncJob,
+    SyncProfile,
+)
 
 MODELS: dict[str, Any] = {
     ObjectType.INVOICE.value: Invoice,
@@ -64,9 +76,16 @@ EDITABLE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 MONEY_FIELDS = {"subtotal", "tax_total", "total", "remaining_credit", "amount", "fee"}
 DATE_FIELDS = {"issue_date", "due_date", "transaction_date", "paid_on_date"}
-# Restored when a void or a "mark paid" is reverted: the values those two change.
+# What a void or a "mark paid" changes (kept as "before", compared before applying; a revert works out
+# new values from the amounts rather than copying these back).
 STATUS_FIELDS = ("status", "amount_due", "paid_on_date")
 GONE = {"void", "deleted"}
+# Statuses that follow the amounts (an invoice's settlement, a credit note's use); others are set by hand.
+SETTLING = {
+    ObjectType.INVOICE.value: ("open", "partially_paid", "paid"),
+    ObjectType.CREDIT_NOTE.value: ("open", "partially_applied", "applied"),
+}
+MAX_ID = 10**18 - 1  # below every backend's 64-bit integer: a larger id is refused, never an overflow
 # Outbox states a push by hand makes ready again (an uncertain one is looked up before any create).
 SEND_AGAIN = (PushOperation.State.FAILED, PushOperation.State.BLOCKED, PushOperation.State.UNCERTAIN)
 HISTORY_REASON_LENGTH = 100  # django-simple-history's history_change_reason column
@@ -97,6 +116,18 @@ def document_get(object_type: str, object_id: int | None, *, lock: bool = False)
             f"{object_type} {object_id!r} does not exist", field="object_id", value=object_id
         )
     return document
+
+
+def id_parse(raw: Any, *, field: str) -> int:
+    """A row id from JSON or a form (an integer, or a string of digits); CorrectionError naming the field."""
+    text = raw.strip() if isinstance(raw, str) else raw
+    if isinstance(text, str) and text.isascii() and text.isdigit():
+        text = int(text)
+    if isinstance(text, bool) or not isinstance(text, int) or not 1 <= text <= MAX_ID:
+        raise CorrectionError(
+            f"{field} {raw!r} is not an id (a whole number from 1 to {MAX_ID})", field=field, value=raw
+        )
+    return text
 
 
 def json_value(value: Any) -> Any:
@@ -146,12 +177,12 @@ def field_value_parse(object_type: str, field_name: str, raw: Any, *, currency: 
         if field_name == "exchange_rate":
             if raw in (None, ""):
                 return None
-            rate = decimal_value(raw, field=field_name)
+            rate = _stored_decimal(decimal_value(raw, field=field_name), model_field, raw)
             if rate <= 0:
                 raise CorrectionError(f"{field_name} {raw!r} is not positive", field=field_name, value=raw)
             return rate
         if field_name == "amount_due":
-            return decimal_value(raw, field=field_name)
+            return _stored_decimal(decimal_value(raw, field=field_name), model_field, raw)
         if field_name in DATE_FIELDS:
             if raw in (None, "") and model_field.null:
                 return None
@@ -182,6 +213,78 @@ def field_value_parse(object_type: str, field_name: str, raw: Any, *, currency: 
     return text
 
 
+def _stored_decimal(value: Decimal, model_field: Any, raw: Any) -> Decimal:
+    """`value` when the column holds it exactly; CorrectionError naming the field otherwise."""
+    name, places = model_field.name, model_field.decimal_places
+    whole = model_field.max_digits - places
+    if abs(value) >= Decimal(10) ** whole:
+        raise CorrectionError(
+            f"{name} {raw!r} is too large (at most {whole} digits before the point)",
+            field=name,
+            value=raw,
+        )
+    if -int(value.normalize().as_tuple().exponent) > places:
+        raise CorrectionError(f"{name} {raw!r} has more than {places} decimal places", field=name, value=raw)
+    return value
+
+
+def _money_fields(model: Any) -> list[str]:
+    # amounts are the 4-place decimals; rates, quantities and unit prices keep more places
+    return [
+        field.name
+        for field in model._meta.concrete_fields
+        if isinstance(field, models.DecimalField) and field.decimal_places == 4
+    ]
+
+
+def currency_fit_error(document: Any, code: str) -> str:
+    """Why the document's amounts cannot be in currency `code` ("" when they all fit its minor unit):
+    the document's own amounts, its lines' and, for payments and credit notes, their allocations'."""
+    exponent = currency_exponent(code)
+    old_places = Decimal(1).scaleb(-currency_exponent(document.currency)) if document.currency else None
+
+    def shown(value: Decimal) -> str:
+        return format(value.quantize(old_places) if old_places is not None else value.normalize(), "f")
+
+    def misfit(value: Decimal | None) -> bool:
+        return value is not None and value != value.quantize(Decimal(1).scaleb(-exponent))
+
+    problems = [
+        f"{name} {shown(getattr(document, name))}"
+        for name in _money_fields(type(document))
+        if misfit(getattr(document, name))
+    ]
+    lines = getattr(document, "lines", None)
+    if lines is not None:
+        for line in lines.all():
+            problems += [
+                f"line {line.line_number} {name} {shown(getattr(line, name))}"
+                for name in ("subtotal", "tax_amount", "total")
+                if misfit(getattr(line, name))
+            ]
+    if isinstance(document, Payment | CreditNote):
+        problems += [
+            f"the allocation to invoice {allocation.invoice_id} {shown(allocation.amount)}"
+            for allocation in document.allocations.all()
+            if misfit(allocation.amount)
+        ]
+    if not problems:
+        return ""
+    listed = ", ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
+    return (
+        f"currency {code} has {exponent} decimal places, but {listed} "
+        f"{'has' if len(problems) == 1 else 'have'} more: correct the amounts first"
+    )
+
+
+def field_value_check(document: Any, field_name: str, parsed: Any) -> None:
+    """CorrectionError when the parsed value cannot go on this document as it is now."""
+    if field_name == "currency" and parsed != document.currency:
+        problem = currency_fit_error(document, parsed)
+        if problem:
+            raise CorrectionError(problem, field="currency", value=parsed)
+
+
 def field_read(object_type: str, object_id: int, field_name: str) -> Any:
     """The field's current value as JSON: what an override records as "before"."""
     document = document_get(object_type, object_id)
@@ -192,6 +295,76 @@ def field_read(object_type: str, object_id: int, field_name: str) -> Any:
 def status_values(document: Any) -> dict[str, Any]:
     """What a void or a "mark paid" changes, as JSON: kept as "before" so a revert can restore it."""
     return {name: json_value(getattr(document, name)) for name in STATUS_FIELDS if hasattr(document, name)}
+
+
+def invoice_settled(invoice: Invoice) -> Decimal:
+    """What settles the invoice now: the larger of what its source reports paid and what the completed
+    payments and live credit notes allocated to it add up to (some sources count credits as paid, some
+    do not). Allocations in another currency are left out: they cannot be added up here."""
+    payments = PaymentAllocation.objects.filter(
+        invoice=invoice, payment__status=Payment.Status.COMPLETED, payment__currency=invoice.currency
+    ).aggregate(total=Sum("amount"))["total"]
+    credits = (
+        CreditAllocation.objects.filter(invoice=invoice, credit_note__currency=invoice.currency)
+        .exclude(credit_note__status__in=[*GONE, CreditNote.Status.DRAFT])
+        .aggregate(total=Sum("amount"))["total"]
+    )
+    return max(invoice.amount_paid, (payments or Decimal(0)) + (credits or Decimal(0)))
+
+
+def _last_settled_on(invoice: Invoice) -> date | None:
+    return PaymentAllocation.objects.filter(
+        invoice=invoice, payment__status=Payment.Status.COMPLETED
+    ).aggregate(last=Max("allocated_on"))["last"]
+
+
+def invoice_settlement(
+    invoice: Invoice, *, draft: bool = False, paid_by_hand: bool = False
+) -> dict[str, Any]:
+    """Status, amount due and paid date as the invoice's total and what settles it now say.
+
+    `draft`: it was a draft and stays one while nothing settles it; `paid_by_hand`: a hand settlement
+    ("mark paid") still stands, so it is paid whatever the amounts."""
+    settled = invoice_settled(invoice)
+    due = max(invoice.total - settled, Decimal(0))
+    if paid_by_hand or due <= 0:
+        paid_on = _last_settled_on(invoice) or invoice.paid_on_date or timezone.localdate()
+        return {"status": Invoice.Status.PAID, "amount_due": Decimal(0), "paid_on_date": paid_on}
+    if draft and settled <= 0:
+        status = Invoice.Status.DRAFT
+    else:
+        status = Invoice.Status.PARTIALLY_PAID if settled > 0 else Invoice.Status.OPEN
+    return {"status": status, "amount_due": due, "paid_on_date": None}
+
+
+def credit_note_usage(note: CreditNote, *, draft: bool = False) -> dict[str, Any]:
+    """A credit note's status as its total and what was applied of it say."""
+    allocated = CreditAllocation.objects.filter(credit_note=note).aggregate(total=Sum("amount"))["total"]
+    applied = max(note.total - note.remaining_credit, allocated or Decimal(0))
+    if draft and applied <= 0:
+        return {"status": CreditNote.Status.DRAFT}
+    if applied >= note.total:
+        return {"status": CreditNote.Status.APPLIED}
+    return {"status": CreditNote.Status.PARTIALLY_APPLIED if applied > 0 else CreditNote.Status.OPEN}
+
+
+def status_restored(document: Any, *, before: dict[str, Any], paid_by_hand: bool = False) -> dict[str, Any]:
+    """The values undoing a void or a "mark paid" gives the document now: worked out from its amounts
+    (invoices, credit notes), never copied from `before` (the values when the correction was proposed),
+    which payments since may have made wrong. A payment gets its status before back."""
+    was = (before or {}).get("status")
+    if isinstance(document, Invoice):
+        return invoice_settlement(document, draft=was == Invoice.Status.DRAFT, paid_by_hand=paid_by_hand)
+    if isinstance(document, CreditNote):
+        return credit_note_usage(document, draft=was == CreditNote.Status.DRAFT)
+    choices = [value for value, _ in type(document)._meta.get_field("status").choices]
+    if was not in choices or was in GONE:
+        raise CorrectionError(
+            f"status {was!r} cannot be restored (one of: {', '.join(c for c in choices if c not in GONE)})",
+            field="status",
+            value=was,
+        )
+    return {"status": was}
 
 
 def push_profiles(document: Any, object_type: str, *, destination_id: int | None = None) -> list[SyncProfile]:
@@ -219,11 +392,17 @@ def document_field_set(
     document = document_get(object_type, object_id, lock=True)
     currency = value if field_name == "currency" else document.currency
     parsed = field_value_parse(object_type, field_name, value, currency=str(currency))
+    field_value_check(document, field_name, parsed)
     before = json_value(getattr(document, field_name))
-    if object_type == ObjectType.INVOICE and field_name == "total":
-        # the amount still due follows the corrected total; what was paid stays what the payments say
-        document.amount_due = max(parsed - document.amount_paid, Decimal(0))
     setattr(document, field_name, parsed)
+    if object_type == ObjectType.INVOICE and field_name == "total":
+        # what is due, and so the status, follow the corrected total; what was paid stays what the
+        # payments say. A draft, void or deleted invoice keeps its status.
+        settlement = invoice_settlement(document)
+        document.amount_due = settlement["amount_due"]
+        if document.status in SETTLING[object_type]:
+            document.status = settlement["status"]
+            document.paid_on_date = settlement["paid_on_date"]
     _save(document, by=by, reason=reason)
     return before, json_value(parsed)
 
@@ -265,26 +444,36 @@ def invoice_mark_paid(*, invoice_id: int, by: Any, reason: str, on: date | None 
 
 
 @transaction.atomic
-def document_restore(
-    *, object_type: str, object_id: int, values: dict[str, Any], by: Any, reason: str
+def document_status_restore(
+    *,
+    object_type: str,
+    object_id: int,
+    left: str,
+    before: dict[str, Any],
+    by: Any,
+    reason: str,
+    paid_by_hand: bool = False,
 ) -> dict[str, Any]:
-    """Put back values an applied correction changed (a revert). Returns the values it replaced."""
+    """Undo a void or a "mark paid" that left the document in status `left`: status (and for invoices the
+    amount due and paid date) as the document's amounts say now (`status_restored`). Refused when the
+    status is no longer `left`: something newer replaced the correction. Returns what it wrote, as JSON."""
     document = document_get(object_type, object_id, lock=True)
-    before = {}
-    parsed = {}
-    for name, raw in (values or {}).items():
-        if not hasattr(document, name):
-            continue
-        parsed[name] = field_value_parse(object_type, name, raw, currency=document.currency)
-        before[name] = json_value(getattr(document, name))
-    for name, value in parsed.items():
+    if document.status != left:
+        raise CorrectionError(
+            f"{object_type.replace('_', ' ')} {object_id} is now {document.status}, not {left}: it changed "
+            "since the correction, so there is nothing to undo",
+            field="status",
+            value=document.status,
+        )
+    values = status_restored(document, before=before, paid_by_hand=paid_by_hand)
+    for name, value in values.items():
         setattr(document, name, value)
     _save(document, by=by, reason=reason)
-    return before
+    return {name: json_value(value) for name, value in values.items()}
 
 
 def _connection(connection_id: Any) -> Connection:
-    connection = Connection.objects.filter(pk=connection_id).first() if str(connection_id).isdigit() else None
+    connection = Connection.objects.filter(pk=id_parse(connection_id, field="connection")).first()
     if connection is None:
         raise CorrectionError(
             f"connection {connection_id!r} does not exist", field="connection", value=connection_id

@@ -29,6 +29,7 @@ from connectors.models import Connection
 from connectors.recording import recording_for
 from sync import pull as pulling
 from sync import push as pushing
+from sync import twoway
 from sync.models import ObjectType, PushOperation, SyncAttempt, SyncJob, SyncProfile
 
 log = logging.getLogger(__name__)
@@ -328,6 +329,17 @@ def _push_phase(
     return report
 
 
+def _twoway_phase(job: SyncJob, beat: Heartbeat, report: pushing.PushReport) -> pushing.PushReport:
+    """Two-way profiles: payments recorded in the destination go back to the source (sync.twoway)."""
+    profile = job.profile
+    if profile is None or profile.direction != SyncProfile.Direction.TWO_WAY:
+        return report
+    back = twoway.twoway_run(profile, job, beat)
+    _add_counts(job, back)
+    report.messages += back.messages
+    return report
+
+
 def _run(job: SyncJob, beat: Heartbeat) -> Any:
     if job.kind in HANDLERS:
         return HANDLERS[job.kind](job, beat)
@@ -340,7 +352,7 @@ def _run(job: SyncJob, beat: Heartbeat) -> Any:
         raise ValueError(f"a {job.get_kind_display().lower()} job needs a profile")
     if job.kind == Kind.SYNC:
         _pull_phase(job, profile.source, profile.object_types, beat)
-        return _push_phase(job, beat)
+        return _twoway_phase(job, beat, _push_phase(job, beat))
     if job.kind == Kind.PUSH:
         return _push_phase(job, beat)
     if job.kind == Kind.BACKFILL:

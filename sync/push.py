@@ -18,9 +18,10 @@ the invoice, invoices before credit notes and payments, credit allocations after
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
@@ -83,9 +84,13 @@ DATE_FIELDS = {
 }
 GONE = {"void", "deleted", "failed"}
 UNSETTLED = (State.IN_FLIGHT, State.UNCERTAIN, State.RETRY_SCHEDULED)
+DONE = (State.SUCCEEDED, State.FAILED)
 RETRY_DELAY = timedelta(minutes=1)
 # keys a destination adds or rotates on its own: not a difference when verifying an update
 VOLATILE_KEYS = {"SyncToken", "sparse", "Id", "MetaData", "UpdatedDateUTC"}
+# lines a destination adds to a document of its own accord: never a difference from what was sent
+PLATFORM_LINES = {"SubTotalLineDetail"}
+MS_DATE = re.compile(r"/Date\((-?\d+)([+-]\d{4})?\)/")
 
 # A test replaces this to kill the worker at a named point (before_request, after_write, after_commit).
 CRASH_HOOK: Callable[[str, PushOperation], None] | None = None
@@ -113,6 +118,8 @@ class PushReport:
     failed: int = 0
     blocked: int = 0
     messages: list[str] = field(default_factory=list)
+    # documents bound at an older version than they are now (a create found after a crash): updated next
+    pending_updates: list[tuple[str, int]] = field(default_factory=list)
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -797,11 +804,54 @@ def _verified(connector: Any, op: PushOperation, payload: Any) -> RemoteRef | No
                 external_id=change.external_id, remote_version=change.remote_version, raw=change.raw
             )
         return None
-    wanted = comparable(payload)
-    current = unwrap(change.raw)
-    if mapping.payload_diff(wanted, current):
+    if not copy_matches(payload, change.raw):
         return None
     return RemoteRef(external_id=change.external_id, remote_version=change.remote_version, raw=change.raw)
+
+
+def _last_written(op: PushOperation, binding: Binding) -> PushOperation | None:
+    """The write that left the copy as the binding knows it (its payload is what we sent)."""
+    return (
+        PushOperation.objects.filter(
+            profile_id=op.profile_id,
+            connection_id=op.connection_id,
+            object_type=op.object_type,
+            object_id=op.object_id,
+            document_version=binding.document_version,
+            operation__in=[Op.CREATE, Op.UPDATE],
+            state=State.SUCCEEDED,
+        )
+        .exclude(payload=None)
+        .exclude(pk=op.pk)
+        .order_by("-pk")
+        .first()
+    )
+
+
+def _same_payload(op: PushOperation, binding: Binding, payload: Any) -> bool:
+    """Would an update send exactly what was last written? (a new version of the document that changed
+    nothing the destination is sent: a status or an amount paid, which the destination keeps itself)"""
+    written = _last_written(op, binding)
+    if written is None:
+        return False
+    new, old = comparable(payload), comparable(written.payload)
+    return not mapping.payload_diff(new, old) and not mapping.payload_diff(old, new)
+
+
+def _moved_by_itself(connector: Any, op: PushOperation, binding: Binding) -> str | None:
+    """After an update refused as a conflict: the copy's new remote version when its content is still
+    what we last wrote (a payment applied there moves QuickBooks' SyncToken and Xero's UpdatedDateUTC,
+    and changes nothing we sent), None when someone changed it there (a real conflict)."""
+    written = _last_written(op, binding)
+    if written is None:
+        return None
+    try:
+        change = connector.fetch(op.object_type, binding.external_id)
+    except NotFoundError:
+        return None
+    if not change.remote_version or change.remote_version == binding.remote_version:
+        return None
+    return change.remote_version if copy_matches(written.payload, change.raw) else None
 
 
 def comparable(payload: Any) -> Any:
@@ -810,6 +860,45 @@ def comparable(payload: Any) -> Any:
     if isinstance(payload, list):
         return [comparable(v) for v in payload]
     return payload
+
+
+def copy_matches(sent: Any, raw: Any) -> bool:
+    """Does the destination's copy (`raw`, as read) still hold what was sent? Only what the payload
+    carries is compared, against the matching fields of the copy: keys the platform adds or rotates
+    (ids, versions, balances, links to payments) and lines it adds of its own (QuickBooks' subtotal
+    line) are not differences; a line someone added, removed or changed there is."""
+    return _matches(comparable(sent), unwrap(raw))
+
+
+def _matches(sent: Any, copy: Any) -> bool:
+    if isinstance(sent, dict):
+        if not isinstance(copy, dict):
+            return False
+        # a key the copy does not echo back says nothing either way
+        return all(_matches(value, copy[key]) for key, value in sent.items() if key in copy)
+    if isinstance(sent, list):
+        if not isinstance(copy, list):
+            return False
+        own = [item for item in copy if not _platform_line(item)]
+        return len(own) == len(sent) and all(_matches(a, b) for a, b in zip(sent, own, strict=True))
+    if sent is None or sent == "":
+        return copy is None or copy == ""
+    return not mapping.payload_diff(sent, copy) or _same_day(sent, copy)
+
+
+def _platform_line(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("DetailType") in PLATFORM_LINES
+
+
+def _same_day(sent: Any, copy: Any) -> bool:
+    """An ISO date sent, read back in the platform's own form (Xero's "/Date(1790812800000+0000)/")."""
+    if not isinstance(sent, str) or not isinstance(copy, str):
+        return False
+    match = MS_DATE.fullmatch(copy.strip())
+    if match is None:
+        return False
+    day = datetime.fromtimestamp(int(match.group(1)) / 1000, tz=UTC).date()
+    return day.isoformat() == sent[:10]
 
 
 def unwrap(raw: Any) -> Any:
@@ -890,16 +979,40 @@ def _copy(connector: Any, item: Prepared, ref: RemoteRef) -> dict[str, Any] | No
     )
 
 
-def execute(connector: Any, item: Prepared, report: PushReport, *, unsettled: bool | None = None) -> None:
+def execute(
+    connector: Any,
+    item: Prepared,
+    report: PushReport,
+    *,
+    unsettled: bool | None = None,
+    refreshed: bool = False,
+) -> None:
     """Send one operation under the protocol in the module docstring. `unsettled`: whether anything for
-    the document was sent with an unknown outcome, when the caller looked it up for a whole page."""
+    the document was sent with an unknown outcome, when the caller looked it up for a whole page;
+    `refreshed`: the binding's remote version was just taken from the copy (an update's second go)."""
     op = item.op
     if op.operation in (Op.CREATE,) and (_unsettled(op) if unsettled is None else unsettled):
         found = _looked_up(connector, op)
         if found is not None:
-            _succeed(op, found, snapshot=_copy(connector, item, found))
-            report.count("created")
+            _found(connector, item, found, report)
             return
+    if (
+        op.operation == Op.UPDATE
+        and item.binding is not None
+        and _same_payload(op, item.binding, item.payload)
+    ):
+        # nothing to send: the binding moves to this version, the copy and its snapshot stay as they are
+        binding = item.binding
+        op.payload = item.payload
+        kept = RemoteRef(
+            external_id=binding.external_id,
+            number=binding.external_number,
+            remote_version=binding.remote_version,
+            raw=binding.raw_payload,
+        )
+        _succeed(op, kept)
+        report.count("skipped")
+        return
     if not _begin(op, item.payload):
         report.count("skipped")
         return
@@ -921,6 +1034,14 @@ def execute(connector: Any, item: Prepared, report: PushReport, *, unsettled: bo
                 op, verified, deleted=op.operation == Op.DELETE, snapshot=_copy(connector, item, verified)
             )
             report.count("updated")
+            return
+        moved = None
+        if op.operation == Op.UPDATE and item.binding is not None and not refreshed:
+            moved = _moved_by_itself(connector, op, item.binding)
+        if moved is not None:
+            item.binding.remote_version = moved[:100]
+            item.binding.save(update_fields=["remote_version", "last_synced_at"])
+            execute(connector, item, report, refreshed=True)
             return
         _settle(op, State.FAILED, str(exc))
         _exception(
@@ -949,6 +1070,37 @@ def execute(connector: Any, item: Prepared, report: PushReport, *, unsettled: bo
     _succeed(op, ref, deleted=op.operation == Op.DELETE, snapshot=_copy(connector, item, ref))
     crash_point("after_commit", op)
     report.count("created" if op.operation == Op.CREATE else "updated")
+
+
+def _found(connector: Any, item: Prepared, found: RemoteRef, report: PushReport) -> None:
+    """A create that follows an unknown outcome found its document in the destination: bind it at the
+    version that was sent (the oldest one that may have landed, should several have been sent), so a
+    newer version of the document goes next as an update, never left unsent behind a stale copy."""
+    op = item.op
+    sent = (
+        PushOperation.objects.filter(
+            profile_id=op.profile_id,
+            connection_id=op.connection_id,
+            object_type=op.object_type,
+            object_id=op.object_id,
+            operation=Op.CREATE,
+            attempts__gt=0,
+            state__in=UNSETTLED,
+        )
+        .order_by("document_version", "pk")
+        .first()
+    )
+    if sent is None or sent.pk == op.pk or sent.document_version >= op.document_version:
+        _succeed(op, found, snapshot=_copy(connector, item, found))
+        report.count("created")
+        return
+    _succeed(sent, found, snapshot=_copy(connector, item, found))
+    if sent.state != State.SUCCEEDED:  # the id there belongs to another document: reported as such
+        report.count("failed")
+        return
+    _settle(op, State.SUPERSEDED, f"version {sent.document_version} was found there; updated next")
+    report.pending_updates.append((op.object_type, op.object_id))
+    report.count("created")
 
 
 def _fail(op: PushOperation, item: Prepared, exc: ConnectorError, report: PushReport) -> None:
@@ -1348,6 +1500,18 @@ class Pusher:
             limit = self.connector.batch_limit
             for start in range(0, len(batch), limit):
                 execute_batch(self.connector, batch[start : start + limit], self.report)
+        self._pending_updates_push(object_type)
+
+    def _pending_updates_push(self, object_type: str) -> None:
+        """Documents whose create was found in the destination at an older version: their update now."""
+        ids = [pk for kind, pk in self.report.pending_updates if kind == object_type]
+        if not ids:
+            return
+        self.report.pending_updates = [p for p in self.report.pending_updates if p[0] != object_type]
+        documents = list(candidates(self.profile, object_type, ids=ids))
+        self.report.seen -= len(documents)  # seen once already in this run
+        if documents:
+            self.push_page(object_type, documents)
 
     def _batchable(self, object_type: str) -> bool:
         return (
@@ -1362,7 +1526,8 @@ class Pusher:
             binding.save(update_fields=["document_version", "last_synced_at"])
 
     def allocations_push(self) -> None:
-        """Credit notes already in the destination, applied to their invoices there (after both exist)."""
+        """Credit notes already in the destination, applied to their invoices there (after both exist).
+        A page of notes at a time: one read for their operations and one for their invoices' ids."""
         if not hasattr(self.connector, "allocate_credit_note"):
             return
         pushed = Binding.objects.filter(
@@ -1376,56 +1541,40 @@ class Pusher:
             .prefetch_related("allocations__invoice", "lines")
             .select_related("customer", "original_invoice")
         )
-        done = set(
-            PushOperation.objects.filter(
-                profile=self.profile, operation=Op.ALLOCATE, state=State.SUCCEEDED
-            ).values_list("idempotency_key", flat=True)
-        )
+        for page in _pages(notes):
+            self._allocations_page(page)
+
+    def _allocations_page(self, notes: Sequence[CreditNote]) -> None:
+        wanted = [(note, Op.ALLOCATE, self.reference(ObjectType.CREDIT_NOTE, note)) for note in notes]
+        ops = _operations(self.profile, ObjectType.CREDIT_NOTE, wanted, self.job)
+        due = [(note, op) for note, op in zip(notes, ops, strict=True) if op.state not in DONE]
+        if not due:
+            return
         bindings = {
             b.object_id: b
             for b in Binding.objects.filter(
-                connection_id=self.profile.destination_id, object_type=ObjectType.CREDIT_NOTE
+                connection_id=self.profile.destination_id,
+                object_type=ObjectType.CREDIT_NOTE,
+                object_id__in=[note.pk for note, _ in due],
             )
         }
-        for note in notes:
-            key = operation_key(
-                self.profile.pk, ObjectType.CREDIT_NOTE, note.pk, note.row_version, Op.ALLOCATE
-            )
-            if key in done:
-                continue
-            op = _operation(
-                self.profile,
-                ObjectType.CREDIT_NOTE,
-                note,
-                Op.ALLOCATE,
-                self.reference("credit_note", note),
-                self.job,
-            )
-            if op.state in (State.SUCCEEDED, State.FAILED):
-                continue
-            record = credit_note_record(note)
-            invoice_ids = self.invoice_ids([a.invoice for a in note.allocations.all()])
-            missing = [
-                a.invoice.number for a in note.allocations.all() if a.invoice.number not in invoice_ids
-            ]
+        self.page_prefetch(ObjectType.CREDIT_NOTE, [note for note, _ in due])
+        for note, op in due:
+            allocations = list(note.allocations.all())
+            invoice_ids = self.invoice_ids([a.invoice for a in allocations])
+            missing = [a.invoice.number for a in allocations if a.invoice.number not in invoice_ids]
             if missing:
-                self.blocked(
-                    op,
-                    note,
-                    mapping.MappingBlocked(
-                        [
-                            mapping.MappingProblem(
-                                "invoice", n, "allocation", f"invoice {n} is not in the destination yet"
-                            )
-                            for n in missing
-                        ]
-                    ),
-                )
+                problems = [
+                    mapping.MappingProblem(
+                        "invoice", number, "allocation", f"invoice {number} is not in the destination yet"
+                    )
+                    for number in missing
+                ]
+                self.blocked(op, note, mapping.MappingBlocked(problems))
                 continue
             context = PushContext(reference=op.reference, invoice_ids=invoice_ids)
-            execute(
-                self.connector, Prepared(op, note, record, context, None, bindings.get(note.pk)), self.report
-            )
+            item = Prepared(op, note, credit_note_record(note), context, None, bindings.get(note.pk))
+            execute(self.connector, item, self.report)
 
 
 class Unmatched(Exception):

@@ -92,3 +92,22 @@ def test_every_document_exists_once_after_random_crashes_and_recovery(live_serve
         reference = f"LL{profile.pk}-P{payment.pk}"
         assert references[reference] == 1, f"payment {payment.reference}: {references[reference]} copies"
     assert not PushOperation.objects.filter(profile=profile, state__in=["in_flight", "uncertain"]).exists()
+
+
+def test_a_rate_limit_lock_lost_while_held_does_not_fail_the_request(settings):
+    """A worker that stalls past the Redis lock's timeout (or finds its lock deleted) still sends its
+    request: the limiter's state is written, and failing the push over it would kill the run."""
+    if not getattr(settings, "REDIS_URL", ""):
+        pytest.skip("the shared limiter uses the database without REDIS_URL")
+    from connectors.ratelimit import RedisStore
+
+    store = RedisStore(settings.REDIS_URL)
+    key = f"test:lost-lock:{random.Random().random()}"
+
+    def change(state):
+        store.redis.delete(f"ledgerlink:ratelimit:{key}:lock")  # the lock expires while we hold it
+        return "admitted", {"n": 1}
+
+    assert store.update(key, change) == "admitted"
+    assert store.redis.get(f"ledgerlink:ratelimit:{key}") == b'{"n": 1}'
+    store.redis.delete(f"ledgerlink:ratelimit:{key}")
