@@ -512,6 +512,7 @@ class ReferenceData(models.Model):
 
     class Meta:
         ordering = ["kind", "name", "code"]
+        verbose_name_plural = "reference data"
         constraints = [
             models.UniqueConstraint(fields=["connection", "kind", "code"], name="reference_data_unique")
         ]
