@@ -50,7 +50,15 @@ def client_of(request: Request) -> ApiClient | None:
 
 
 def acting_user(request: Request) -> Any:
-    """Whose decision a workflow move is: the client's linked person, else its service user; the staff
-    user for a session."""
+    """Whose decision a workflow move is: the client's linked person once they confirmed the link, else
+    its service user; the staff user for a session.
+
+    Through a client the user also carries the client (`_api_client`, named in history) and every user the
+    four-eyes rule counts as the same person (`four_eyes_ids`: see ApiClient.people_ids)."""
     client = client_of(request)
-    return client.acting_user if client is not None else request.user
+    if client is None:
+        return request.user
+    user = client.acting_user
+    user._api_client = client
+    user.four_eyes_ids = client.people_ids()
+    return user

@@ -42,12 +42,7 @@ class CustomerInput(serializers.Serializer):
     external_id = serializers.CharField(
         max_length=255, required=False, allow_blank=True, default="", help_text="Your id for the customer."
     )
-    currency = CurrencyField(required=False, allow_blank=True, default="")
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("currency") in ("", None):
-            data = {**data, "currency": ""}
-        return super().to_internal_value(data)
+    currency = CurrencyField(required=False, allow_blank=True, default="", null_as_blank=True)
 
 
 class LineInput(serializers.Serializer):

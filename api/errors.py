@@ -102,6 +102,7 @@ def _request_data(context: dict[str, Any]) -> Any:
 # Workflow refusals about who acts are 403; about the state the thing is in, 409; the rest are 400.
 _FORBIDDEN_WORKFLOW_CODES = {"four_eyes", "permission"}
 _CONFLICT_WORKFLOW_CODES = {
+    "stale",  # the document changed since the proposal: propose again
     "invalid_move",
     "already_decided",
     "expired",

@@ -55,6 +55,17 @@ class DecimalInputField(serializers.Field):
     {"type": "string", "pattern": "^[A-Za-z]{3}$", "example": "GBP", "description": "ISO 4217 currency code."}
 )
 class CurrencyField(serializers.CharField):
+    """`null_as_blank`: null is taken as "" (no currency), for optional currencies callers send as null."""
+
+    def __init__(self, *, null_as_blank: bool = False, **kwargs: Any) -> None:
+        self.null_as_blank = null_as_blank
+        super().__init__(**kwargs)
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        if data is None and self.null_as_blank:
+            return (True, "")
+        return super().validate_empty_values(data)
+
     def to_internal_value(self, data: Any) -> str:
         text = super().to_internal_value(data)
         try:

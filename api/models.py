@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import F, Q
 from simple_history.models import HistoricalRecords
 
 RATE_PATTERN = r"^\d+/(s|sec|second|m|min|minute|h|hour|d|day)$"
@@ -49,9 +52,30 @@ class ApiClient(models.Model):
         null=True,
         blank=True,
         related_name="api_clients",
-        help_text="The person this client acts for. Workflow decisions (and the four-eyes rule) are "
-        "theirs; without one, the client's service user acts.",
+        help_text="The person this client acts for, once they confirm it from their own session (a "
+        "superuser's link needs no confirmation). Until then the client acts as its service user.",
     )
+    # The link counts only while confirmed_person equals person: the database refuses a confirmation that
+    # names anyone else, so changing the person on any path drops the confirmation or fails loudly.
+    confirmed_person = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text="The linked person, once the link is confirmed.",
+    )
+    person_confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text="Who confirmed the link: the person themselves or a superuser.",
+    )
+    person_confirmed_at = models.DateTimeField(null=True, blank=True, editable=False)
     throttle_rate = models.CharField(
         max_length=20,
         blank=True,
@@ -64,6 +88,15 @@ class ApiClient(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    configured_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text="Who last changed its settings or issued it a token.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -73,6 +106,14 @@ class ApiClient(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "API client"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confirmed_person__isnull=True)
+                | Q(person__isnull=True)  # for a moment while a deleted user's links are cleared
+                | Q(confirmed_person=F("person")),
+                name="api_client_confirmation_is_for_the_person",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -81,8 +122,63 @@ class ApiClient(models.Model):
         return self.active and scope in (self.scopes or [])
 
     @property
-    def acting_user(self) -> object:
-        return self.person if self.person_id else self.service_user
+    def person_confirmed(self) -> bool:
+        return self.person_id is not None and self.confirmed_person_id == self.person_id
+
+    @property
+    def acting_user(self) -> Any:
+        """Whose decisions its workflow moves are: the linked person once confirmed, else its service user."""
+        return self.person if self.person_confirmed else self.service_user
+
+    def people_ids(self) -> frozenset[int]:
+        """Every user the four-eyes rule counts as this client: the person it acts for, its service user,
+        and whoever created or last configured it (they hold its tokens or chose what it may do)."""
+        ids = {
+            self.confirmed_person_id if self.person_confirmed else None,
+            self.service_user_id,
+            self.created_by_id,
+            self.configured_by_id,
+        }
+        return frozenset(pk for pk in ids if pk is not None)
+
+
+class OverrideClientStep(models.Model):
+    """A step of an override taken through an API client, and the people behind it at that moment.
+
+    The four-eyes rule reads the people of the "proposed" step: nobody among them may decide the override,
+    through any client or in the admin.
+    """
+
+    class Step(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    override = models.ForeignKey(
+        "reconciliation.Override", on_delete=models.CASCADE, related_name="client_steps"
+    )
+    step = models.CharField(max_length=20, choices=Step.choices)
+    client = models.ForeignKey(
+        ApiClient, on_delete=models.SET_NULL, null=True, blank=True, related_name="override_steps"
+    )
+    client_name = models.CharField(max_length=100, help_text="The client's name then (it may be renamed).")
+    acting_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    people = models.JSONField(
+        default=list, help_text="Ids of every user counted as the one who took the step (four eyes)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = "override step through an API client"
+        constraints = [
+            models.UniqueConstraint(fields=["override", "step"], name="override_client_step_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_step_display()} through {self.client_name}"
 
 
 class IdempotencyKey(models.Model):

@@ -7,17 +7,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from knox.models import AuthToken
 
-from api.models import ApiClient
+from api.models import ApiClient, OverrideClientStep
 from connectors.models import Connection
 from sync.imports import after_write, page_write
 from sync.models import Binding, SyncJob
 from sync.services import Record
 
 PAGE_SIZE = 500
+HISTORY_REASON_LENGTH = 100  # django-simple-history's history_change_reason column
 
 
 @dataclass
@@ -137,6 +139,43 @@ def _username(name: str) -> str:
     return username
 
 
+def _human(user: Any) -> Any:
+    return user if getattr(user, "pk", None) is not None else None
+
+
+def api_client_person_may_confirm(by: Any, person: Any) -> bool:
+    """Only the person themselves, or a superuser, may make a client act for someone."""
+    if by is None or person is None or not getattr(by, "is_active", False):
+        return False
+    return by.pk == person.pk or bool(by.is_superuser)
+
+
+def _link_confirm(client: ApiClient, by: Any) -> None:
+    client.confirmed_person = client.person
+    client.person_confirmed_by = by
+    client.person_confirmed_at = timezone.now()
+
+
+def _link_reset(client: ApiClient) -> None:
+    client.confirmed_person = None
+    client.person_confirmed_by = None
+    client.person_confirmed_at = None
+
+
+def _save(client: ApiClient, *, by: Any, reason: str) -> None:
+    client._history_user = _human(by)  # type: ignore[attr-defined]
+    client._change_reason = reason[:HISTORY_REASON_LENGTH]  # type: ignore[attr-defined]
+    client.save()
+
+
+def _link_note(client: ApiClient) -> str:
+    if client.person_id is None:
+        return ""
+    if client.person_confirmed:
+        return f"acts for {client.person}"
+    return f"waits for {client.person} to confirm the link"
+
+
 @transaction.atomic
 def api_client_create(
     *,
@@ -147,7 +186,11 @@ def api_client_create(
     active: bool = True,
     by: Any = None,
 ) -> tuple[ApiClient, str]:
-    """A new client with its service user and connection, and its first token (returned once)."""
+    """A new client with its service user and connection, and its first token (returned once).
+
+    A person linked by anyone but themselves or a superuser waits for their confirmation
+    (`api_client_person_confirm`); until then the client acts as its service user.
+    """
     user = get_user_model().objects.create_user(username=_username(name), is_active=active)
     user.set_unusable_password()
     user.save(update_fields=["password"])
@@ -165,12 +208,90 @@ def api_client_create(
         active=active,
         service_user=user,
         connection=connection,
-        created_by=by if getattr(by, "pk", None) else None,
+        created_by=_human(by),
+        configured_by=_human(by),
     )
+    if person is not None and api_client_person_may_confirm(by, person):
+        _link_confirm(client, by)
     client.full_clean()
-    client.save()
+    _save(client, by=by, reason=" ".join(["created", _link_note(client)]).strip())
     api_client_permissions_sync(client)
-    return client, api_token_issue(client=client)
+    return client, _token_new(client)
+
+
+@transaction.atomic
+def api_client_configure(client: ApiClient, *, by: Any) -> ApiClient:
+    """Save a client whose settings `by` edited (name, scopes, person, rate, active).
+
+    `by` becomes its last configurer (the four-eyes rule counts them as the client). A new person, or
+    wider scopes, need the person's confirmation again unless `by` is that person or a superuser.
+    """
+    stored = ApiClient.objects.select_for_update().get(pk=client.pk)
+    for name in ("confirmed_person_id", "person_confirmed_by_id", "person_confirmed_at"):
+        setattr(client, name, getattr(stored, name))  # a confirmation made since the form was read stands
+    changes = []
+    may_confirm = api_client_person_may_confirm(by, client.person if client.person_id else None)
+    if client.person_id != stored.person_id:
+        _link_reset(client)
+        if may_confirm:
+            _link_confirm(client, by)
+        changes.append(_link_note(client) or f"{stored.person} unlinked")
+    elif client.person_confirmed and not may_confirm and set(client.scopes or []) - set(stored.scopes or []):
+        _link_reset(client)
+        changes.append(f"wider scopes: {_link_note(client)}")
+    client.configured_by = _human(by)
+    client.full_clean()
+    _save(client, by=by, reason="; ".join(["configured", *changes]))
+    api_client_saved(client)
+    return client
+
+
+@transaction.atomic
+def api_client_person_confirm(client: ApiClient, *, by: Any) -> bool:
+    """`by` (the linked person, or a superuser) confirms that the client acts for the person.
+
+    Raises PermissionDenied for anyone else. Returns False when it was confirmed already.
+    """
+    locked = ApiClient.objects.select_for_update(of=("self",)).select_related("person").get(pk=client.pk)
+    if locked.person_id is None:
+        raise PermissionDenied(f"API client {locked.name} is linked to nobody: there is nothing to confirm")
+    if not api_client_person_may_confirm(by, locked.person):
+        raise PermissionDenied(
+            f"only {locked.person} (or a superuser) can confirm that API client {locked.name} acts for them"
+        )
+    if locked.person_confirmed:
+        return False
+    _link_confirm(locked, by)
+    _save(locked, by=by, reason=f"link to {locked.person} confirmed by {by}")
+    _copy_link(client, locked)
+    return True
+
+
+@transaction.atomic
+def api_client_person_release(client: ApiClient, *, by: Any) -> bool:
+    """Unlink the person: the client acts as its service user again. The person, a superuser, or
+    whoever may change API clients may do it (it only takes power away). Returns False when unlinked."""
+    locked = ApiClient.objects.select_for_update(of=("self",)).select_related("person").get(pk=client.pk)
+    if locked.person_id is None:
+        return False
+    allowed = by is not None and by.is_active and by.has_perm("api.change_apiclient")
+    if not (allowed or api_client_person_may_confirm(by, locked.person)):
+        raise PermissionDenied(f"{by} may not unlink {locked.person} from API client {locked.name}")
+    person = locked.person
+    locked.person = None
+    _link_reset(locked)
+    _save(locked, by=by, reason=f"{person} unlinked by {by}")
+    _copy_link(client, locked)
+    return True
+
+
+LINK_FIELDS = ["person", "confirmed_person", "person_confirmed_by", "person_confirmed_at", "configured_by"]
+
+
+def _copy_link(target: ApiClient, source: ApiClient) -> None:
+    """The caller's instance sees what the locked copy saved."""
+    if target is not source:
+        target.refresh_from_db(fields=LINK_FIELDS)
 
 
 def api_client_saved(client: ApiClient) -> None:
@@ -185,8 +306,26 @@ def api_client_saved(client: ApiClient) -> None:
     api_client_permissions_sync(client)
 
 
-def api_token_issue(*, client: ApiClient) -> str:
-    """A new token for the client; the only time its text exists outside the caller's hands."""
+@transaction.atomic
+def api_token_issue(*, client: ApiClient, by: Any = None) -> str:
+    """A new token for the client; the only time its text exists outside the caller's hands.
+
+    Whoever receives it holds the client: they become its last configurer, and a token issued by anyone
+    but the linked person (or a superuser) needs the person to confirm the link again.
+    """
+    if _human(by) is not None:
+        locked = ApiClient.objects.select_for_update(of=("self",)).select_related("person").get(pk=client.pk)
+        locked.configured_by = by
+        reason = "token issued"
+        if locked.person_confirmed and not api_client_person_may_confirm(by, locked.person):
+            _link_reset(locked)
+            reason = f"token issued: {_link_note(locked)}"
+        _save(locked, by=by, reason=reason)
+        _copy_link(client, locked)
+    return _token_new(client)
+
+
+def _token_new(client: ApiClient) -> str:
     _, token = AuthToken.objects.create(user=client.service_user, expiry=None)
     return token
 
@@ -243,3 +382,45 @@ def api_client_permissions_sync(client: ApiClient) -> None:
         app_label, codename = code.split(".")
         query |= Q(content_type__app_label=app_label, codename=codename)
     client.service_user.user_permissions.set(Permission.objects.filter(query))
+
+
+# --- overrides through API clients ----------------------------------------------------------------------
+def override_client_step_record(*, override: Any, step: str, acting: Any) -> OverrideClientStep | None:
+    """Record that `acting` took this step of the override through an API client, with every user the
+    four-eyes rule counts as them. Nothing for a staff user's session (the override names them already)."""
+    from reconciliation.workflow import four_eyes_people
+
+    client = getattr(acting, "_api_client", None)
+    if client is None:
+        return None
+    return OverrideClientStep.objects.create(
+        override=override,
+        step=step,
+        client=client,
+        client_name=client.name,
+        acting_user=acting,
+        people=sorted(four_eyes_people(acting)),
+    )
+
+
+def override_client_people(override: Any) -> list[int]:
+    """The users behind a proposal made through an API client (registered with the workflow)."""
+    rows = OverrideClientStep.objects.filter(
+        override_id=override.pk, step=OverrideClientStep.Step.PROPOSED
+    ).values_list("people", flat=True)
+    return [pk for people in rows for pk in people]
+
+
+def history_reason_name_client(sender: Any, instance: Any, history_instance: Any, **kwargs: Any) -> None:
+    """A change to an exception or override made through an API client names the client in history."""
+    from reconciliation.models import Override, ReconciliationException
+
+    client = getattr(history_instance.history_user, "_api_client", None)
+    if client is None or not isinstance(instance, (Override, ReconciliationException)):
+        return
+    suffix = f"via API client {client.name}"
+    reason = history_instance.history_change_reason or ""
+    if reason:
+        suffix = f" ({suffix})"
+        reason = reason[: max(HISTORY_REASON_LENGTH - len(suffix), 0)]
+    history_instance.history_change_reason = (reason + suffix)[:HISTORY_REASON_LENGTH]

@@ -42,11 +42,23 @@ def decimal_value(raw: Any, *, field: str) -> Decimal:
     return value
 
 
+# Amounts are stored as numeric(19, 4): at most 15 digits before the point.
+AMOUNT_LIMIT = Decimal(10) ** 15
+
+
 def amount(raw: Any, currency: str, *, field: str) -> Decimal:
-    """A decimal amount at the currency's exponent ("150.0" USD -> 150.00); more places than that raise."""
+    """A decimal amount at the currency's exponent ("150.0" USD -> 150.00); more places than that raise,
+    and so does an amount the database cannot hold (AMOUNT_LIMIT or more)."""
     value = decimal_value(raw, field=field)
+    if abs(value) >= AMOUNT_LIMIT:
+        raise ValidationError(
+            f"{field} {raw!r} is too large (at most 15 digits before the point)", field=field, value=raw
+        )
     places = Decimal(1).scaleb(-currency_exponent(currency))
-    quantized = value.quantize(places)
+    try:
+        quantized = value.quantize(places)
+    except InvalidOperation:
+        raise ValidationError(f"{field} {raw!r} is not an amount", field=field, value=raw) from None
     if quantized != value:
         raise ValidationError(
             f"{field} {raw!r} has more decimal places than {currency} allows", field=field, value=raw

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 Kind = Alert.Kind
 THRESHOLD_KEY = "open exceptions"
 THRESHOLD_REPEAT = timedelta(days=1)
+MARK_CHUNK = 100  # rows matched per UPDATE when a digest marks what it sent (a short OR list)
 
 
 def alert_record(
@@ -197,7 +198,6 @@ def alerts_digest_send(*, now: datetime | None = None) -> int:
     Raises if the mail backend fails; the alerts then stay pending for the next digest.
     """
     to = recipients()
-    read_at = timezone.now()
     pending = list(
         Alert.objects.filter(sent_at=None)
         .select_related("connection", "job")
@@ -219,10 +219,16 @@ def alerts_digest_send(*, now: datetime | None = None) -> int:
         headers={"Auto-Submitted": "auto-generated"},
     )
     message.send(fail_silently=False)
-    # An alert folded again while this digest was being written stays pending: its news was not in it.
-    return Alert.objects.filter(
-        pk__in=[alert.pk for alert in pending], sent_at=None, last_seen_at__lte=read_at
-    ).update(sent_at=now or timezone.now())
+    # Each row is marked sent only if it still holds what this email said: one folded again since it was
+    # read stays pending (its news was not in it), and one read with its latest news is never sent twice.
+    sent_at = now or timezone.now()
+    marked = 0
+    for start in range(0, len(pending), MARK_CHUNK):
+        as_read = Q()
+        for alert in pending[start : start + MARK_CHUNK]:
+            as_read |= Q(pk=alert.pk, last_seen_at=alert.last_seen_at, occurrences=alert.occurrences)
+        marked += Alert.objects.filter(as_read, sent_at=None).update(sent_at=sent_at)
+    return marked
 
 
 def alerts_scheduled() -> dict[str, Any]:

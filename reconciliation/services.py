@@ -208,7 +208,8 @@ def findings_record(
     connections: Sequence[int] | None = None,
 ) -> PageOutcome:
     """Write one page of a run: open new findings, update the ones seen before (an ignored one stays
-    ignored; a resolved one reopens, unless an applied accept-difference override covers its amount), and
+    ignored; a resolved one reopens, unless an applied accept-difference override covers its amount: a
+    finding with no amount is never covered), and
     resolve the open exceptions the run judged clean.
 
     `judged` maps (document id, connection id) to the rules that judged it: only an exception of such a
@@ -289,8 +290,9 @@ def _page_write(
             setattr(exception, name, value)
         exception._change_reason = "seen again by reconciliation"  # type: ignore[attr-defined]
         accepted = limits.get(exception.pk)
-        at_risk = finding.amount_at_risk or Decimal(0)
-        if accepted is not None and at_risk <= accepted[1]:
+        at_risk = finding.amount_at_risk
+        # only an amount can be within a limit: a finding without one (a date, a status) is never covered
+        if accepted is not None and at_risk is not None and abs(at_risk) <= accepted[1]:
             outcome.accepted += 1
             if exception.is_open:
                 _resolve(exception, now, f"within the difference accepted by override #{accepted[0]}")
@@ -299,11 +301,12 @@ def _page_write(
             exception.resolved_at = None
             exception.resolved_by = None
             exception.resolved_by_system = False
-            exception._change_reason = (  # type: ignore[attr-defined]
-                f"found again by reconciliation, above the difference accepted by override #{accepted[0]}"
-                if accepted is not None
-                else "found again by reconciliation"
-            )
+            why = "found again by reconciliation"
+            if accepted is not None and at_risk is None:
+                why += f", with no amount for the limit of override #{accepted[0]} to cover"
+            elif accepted is not None:
+                why += f", above the difference accepted by override #{accepted[0]}"
+            exception._change_reason = why  # type: ignore[attr-defined]
             outcome.reopened += 1
         outcome.updated += 1
         if _visible(exception) == before:

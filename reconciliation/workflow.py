@@ -42,6 +42,7 @@ NOTE = "reconciliation.add_exceptionnote"
 PROPOSE = "reconciliation.add_override"
 APPROVE = "reconciliation.approve_override"
 TAG_LENGTH = Tag._meta.get_field("name").max_length
+EXTERNAL_ID_LENGTH = 255  # Binding.external_id
 HISTORY_REASON_LENGTH = 100  # django-simple-history's history_change_reason column
 # What each action needs besides a reason: a document, an exception.
 DOCUMENT_ACTIONS = {Action.SET_FIELD, Action.FORCE_MATCH, Action.REPUSH, Action.VOID, Action.MARK_PAID}
@@ -323,6 +324,7 @@ def _plan(
             raw=after_value,
             currency=str(currency),
         )
+        _correction(corrections.field_value_check, document=document, field_name=field_name, parsed=parsed)
         before = corrections.json_value(getattr(document, field_name))
         after = corrections.json_value(parsed)
         if before == after:
@@ -342,7 +344,14 @@ def _plan(
         if limit < 0:
             raise WorkflowError("invalid_value", f"limit_amount {limit_amount!r} is negative")
         at_risk = exception.amount_at_risk
-        if at_risk is not None and abs(at_risk) > limit:
+        if at_risk is None:
+            # a limit means nothing without an amount: accepting would swallow every later finding
+            raise WorkflowError(
+                "invalid_value",
+                f"exception #{exception.pk} has no amount at risk, so there is no difference to accept "
+                "within a limit: ignore it instead if it does not matter",
+            )
+        if abs(at_risk) > limit:
             raise WorkflowError(
                 "over_limit",
                 f"the difference {exception.currency} {abs(at_risk)} is above the limit "
@@ -354,13 +363,20 @@ def _plan(
         if reverts is not None:
             return reverts.after_value, reverts.before_value, None
         value = after_value if isinstance(after_value, dict) else {}
-        connection_id = value.get("connection")
+        raw_connection = value.get("connection")
         external_id = str(value.get("external_id") or "").strip()
-        if not connection_id or not external_id:
+        if raw_connection in (None, "") or not external_id:
             raise WorkflowError(
                 "invalid_value",
                 f"forcing a match needs {{'connection': id, 'external_id': ...}}, not {after_value!r}",
             )
+        connection_id = _correction(corrections.id_parse, raw=raw_connection, field="connection")
+        if len(external_id) > EXTERNAL_ID_LENGTH:
+            raise WorkflowError(
+                "invalid_value", f"external_id {external_id[:40]!r}... is longer than {EXTERNAL_ID_LENGTH}"
+            )
+        if not _connection_exists(connection_id):
+            raise WorkflowError("invalid_value", f"connection {raw_connection!r} does not exist")
         conflict = corrections.binding_conflict(
             connection_id=connection_id, object_type=object_type, object_id=object_id, external_id=external_id
         )
@@ -371,16 +387,16 @@ def _plan(
         current = Binding.objects.filter(
             connection_id=connection_id, object_type=object_type, object_id=object_id
         ).first()
-        if not str(connection_id).isdigit() or not _connection_exists(connection_id):
-            raise WorkflowError("invalid_value", f"connection {connection_id!r} does not exist")
-        before = {"connection": int(connection_id), "external_id": current.external_id if current else None}
-        return before, {"connection": int(connection_id), "external_id": external_id}, None
+        before = {"connection": connection_id, "external_id": current.external_id if current else None}
+        return before, {"connection": connection_id, "external_id": external_id}, None
     if action == Action.REPUSH:
         if reverts is not None:
             raise WorkflowError(
                 "not_revertible", "a re-push cannot be undone: propose a void or a field change"
             )
         destination = after_value.get("destination") if isinstance(after_value, dict) else None
+        if destination is not None:
+            destination = _correction(corrections.id_parse, raw=destination, field="destination")
         if not corrections.push_profiles(document, object_type, destination_id=destination):
             raise WorkflowError(
                 "no_profile",
@@ -390,7 +406,7 @@ def _plan(
         return {"row_version": document.row_version}, {"destination": destination}, None
     if action == Action.VOID:
         if reverts is not None:
-            return corrections.status_values(document), reverts.before_value, None
+            return corrections.status_values(document), _restored_preview(document, reverts), None
         if document.status in corrections.GONE:
             raise WorkflowError(
                 "invalid_value", f"{object_type.replace('_', ' ')} is already {document.status}"
@@ -400,11 +416,44 @@ def _plan(
         if object_type != "invoice":
             raise WorkflowError("invalid_value", f"only invoices can be marked paid, not a {object_type}")
         if reverts is not None:
-            return corrections.status_values(document), reverts.before_value, None
+            return corrections.status_values(document), _restored_preview(document, reverts), None
         if document.status in (*corrections.GONE, "paid"):
             raise WorkflowError("invalid_value", f"invoice {document.number} is {document.status}")
         return corrections.status_values(document), {"status": "paid", "amount_due": "0"}, None
     raise WorkflowError("invalid_action", f"action {action!r} is not one of: {', '.join(Action.values)}")
+
+
+def _paid_by_hand(override: Override) -> bool:
+    """Undoing a void of an invoice someone marked paid by hand (an applied "mark paid") keeps it paid."""
+    return (
+        override.action == Action.VOID
+        and override.object_type == "invoice"
+        and Override.objects.filter(
+            object_type="invoice",
+            object_id=override.object_id,
+            action=Action.MARK_PAID,
+            state=OverrideState.APPLIED,
+        ).exists()
+    )
+
+
+def _restored_preview(document: Any, reverts: Override) -> dict[str, Any]:
+    """What undoing `reverts` would write now; refused when the document moved on from what it left."""
+    left = (reverts.after_value or {}).get("status")
+    if document.status != left:
+        raise WorkflowError(
+            "stale",
+            f"{reverts.object_type.replace('_', ' ')} {_document_label(document)} is now {document.status}, "
+            f"not {left} as override #{reverts.pk} left it: it changed since, so there is nothing to undo",
+        )
+    values = corrections.status_restored(
+        document, before=reverts.before_value, paid_by_hand=_paid_by_hand(reverts)
+    )
+    return {name: corrections.json_value(value) for name, value in values.items()}
+
+
+def _document_label(document: Any) -> str:
+    return str(getattr(document, "number", "") or getattr(document, "reference", "") or document.pk)
 
 
 def _connection_exists(connection_id: Any) -> bool:
@@ -436,6 +485,8 @@ def override_propose(
         raise WorkflowError("reason_required", "an override needs a reason")
     if action not in Action.values:
         raise WorkflowError("invalid_action", f"action {action!r} is not one of: {', '.join(Action.values)}")
+    if object_id is not None:
+        object_id = _correction(corrections.id_parse, raw=object_id, field="object_id")
     if exception is not None:
         if object_type and (object_type, object_id) != (exception.object_type, exception.object_id):
             raise WorkflowError(
@@ -455,6 +506,8 @@ def override_propose(
     elif expires_at <= now:
         raise WorkflowError("invalid_value", f"expires_at {expires_at.isoformat()} is not in the future")
     if reverts is not None:
+        # locked, so two reverts proposed at the same moment cannot both pass the "already waiting" check
+        reverts = Override.objects.select_for_update().get(pk=reverts.pk)
         if action != reverts.action:
             raise WorkflowError(
                 "invalid_value",
@@ -518,6 +571,36 @@ def override_revert(override: Override, *, by: Any, reason: str) -> Override:
     )
 
 
+# --- four eyes: users who are one person ------------------------------------------------------------
+# One human can reach the workflow as several users: an API client acts for its linked person, and whoever
+# created or last configured it holds its tokens. Such a path puts the ids of every user it stands for on
+# the acting user (`four_eyes_ids`) and registers here a lookup, override -> ids, of the users who stood
+# behind a proposal. A decision is refused when the decider's users and the proposal's users meet.
+PROPOSAL_PEOPLE_LOOKUPS: list[Any] = []
+
+
+def four_eyes_people(user: Any) -> frozenset[int]:
+    """Every user id that counts as `user` on the path it acts through."""
+    ids = set(getattr(user, "four_eyes_ids", ()))
+    if getattr(user, "pk", None) is not None:
+        ids.add(user.pk)
+    return frozenset(ids)
+
+
+def _usernames(ids: frozenset[int]) -> str:
+    from django.contrib.auth import get_user_model
+
+    return ", ".join(sorted(get_user_model().objects.filter(pk__in=ids).values_list("username", flat=True)))
+
+
+def override_proposal_people(override: Override) -> frozenset[int]:
+    """Every user id that stood behind the proposal: its proposer, and whoever the lookups add."""
+    ids = {override.proposed_by_id}
+    for lookup in PROPOSAL_PEOPLE_LOOKUPS:
+        ids.update(lookup(override))
+    return frozenset(ids)
+
+
 # --- overrides: deciding and applying -----------------------------------------------------------------
 def _decidable(override: Override, by: Any, deciding: str) -> None:
     """Refuse a decision that is not allowed; an expired proposal is marked expired on the way."""
@@ -528,6 +611,13 @@ def _decidable(override: Override, by: Any, deciding: str) -> None:
     if by is not None and override.proposed_by_id == getattr(by, "pk", None):
         raise FourEyesError(
             f"{_name(by)} proposed override #{override.pk} and cannot {deciding} it: another person must"
+        )
+    shared = four_eyes_people(by) & override_proposal_people(override) if by is not None else frozenset()
+    if shared:
+        raise FourEyesError(
+            f"{_name(by)} cannot {deciding} override #{override.pk}: {_usernames(shared)} stood behind its "
+            "proposal and stand behind this decision (through an API client that acts for them or that "
+            "they created or configured): another person must"
         )
     _require(by, APPROVE, f"{deciding} overrides")
 
@@ -549,15 +639,116 @@ def _expire(override: Override) -> None:
     )
 
 
+# --- overrides: is the proposal still about the document as it is? -----------------------------------
+def override_now(override: Override, *, lock: bool = False) -> Any:
+    """What the override's target holds now, in the shape of its `before_value` (None when a re-push, or
+    when there is nothing to compare). CorrectionError when the document is gone."""
+    action = override.action
+    if action == Action.REPUSH:
+        return None
+    if action == Action.ACCEPT_DIFFERENCE:
+        if override.exception_id is None:
+            return None
+        exceptions = ReconciliationException.objects
+        exception = (exceptions.select_for_update() if lock else exceptions).get(pk=override.exception_id)
+        return {"amount_at_risk": corrections.json_value(exception.amount_at_risk), "state": exception.state}
+    document = corrections.document_get(override.object_type, override.object_id, lock=lock)
+    if action == Action.SET_FIELD:
+        return corrections.json_value(getattr(document, override.field_name))
+    if action in (Action.VOID, Action.MARK_PAID):
+        return corrections.status_values(document)
+    if action == Action.FORCE_MATCH:
+        from sync.models import Binding
+
+        connection_id = (override.before_value or {}).get("connection")
+        binding = Binding.objects.filter(
+            connection_id=connection_id, object_type=override.object_type, object_id=override.object_id
+        ).first()
+        return {"connection": connection_id, "external_id": binding.external_id if binding else None}
+    return None
+
+
+def _same(before: Any, now: Any, *, numeric: bool) -> bool:
+    # amounts are compared as numbers: "120.00" and "120.0000" are the same total
+    if before == now:
+        return True
+    if not numeric or before is None or now is None:
+        return False
+    try:
+        return Decimal(str(before)) == Decimal(str(now))
+    except InvalidOperation:
+        return False
+
+
+def _numeric(override: Override, name: str) -> bool:
+    from django.db.models import DecimalField
+
+    if override.action != Action.SET_FIELD:
+        return name in ("amount_due", "amount_at_risk")
+    model = corrections.MODELS.get(override.object_type)
+    return model is not None and isinstance(model._meta.get_field(name), DecimalField)
+
+
+def override_stale_error(override: Override, now: Any) -> str:
+    """Why the override no longer fits the document as it is `now` (see `override_now`): "" when it does.
+    A proposal is checked against what it was made from, so an approval never writes over a newer value."""
+    if override.action == Action.ACCEPT_DIFFERENCE:
+        if override.reverts_id or override.limit_amount is None or now is None:
+            return ""
+        raw = now.get("amount_at_risk")
+        currency = override.exception.currency if override.exception_id else ""
+        if raw is None:
+            return (
+                f"exception #{override.exception_id} has no amount at risk now: there is no difference "
+                "to accept"
+            )
+        if abs(Decimal(raw)) > override.limit_amount:
+            return (
+                f"the difference is now {currency} {abs(Decimal(raw))}, above the limit {currency} "
+                f"{override.limit_amount}: propose again"
+            )
+        return ""
+    before = override.before_value
+    if now is None:
+        return ""
+    if override.action == Action.SET_FIELD:
+        name = override.field_name
+        if _same(before, now, numeric=_numeric(override, name)):
+            return ""
+        return f"{name} is now {now!r}; the proposal was made when it was {before!r}: propose again"
+    before = before if isinstance(before, dict) else {}
+    changed = [
+        f"{name} is now {now.get(name)!r} (was {before.get(name)!r})"
+        for name in before
+        if not _same(before.get(name), now.get(name), numeric=_numeric(override, name))
+    ]
+    if not changed:
+        return ""
+    what = f"{override.object_type.replace('_', ' ')} {override.document_number or override.object_id}"
+    return f"{what} changed since the proposal: {', '.join(changed)}: propose again"
+
+
+def _fresh(override: Override) -> None:
+    """WorkflowError "stale" unless the override still fits its document; locks what it reads."""
+    try:
+        message = override_stale_error(override, override_now(override, lock=True))
+    except CorrectionError as exc:
+        message = f"{exc}: propose again"
+    if message:
+        raise WorkflowError("stale", message)
+
+
 def override_approve(override: Override, *, by: Any, comment: str = "") -> Override:
     """Approve and apply. FourEyesError when `by` proposed it; WorkflowError when it expired, was decided
-    already, or `by` may not approve. An apply that fails leaves it approved with `apply_error` set and
-    nothing of it written."""
+    already, `by` may not approve, or the document changed since the proposal ("stale": nothing is
+    recorded, propose again). An apply that fails leaves it approved with `apply_error` set and nothing of
+    it written."""
     with transaction.atomic():
         locked = Override.objects.select_for_update().get(pk=override.pk)
         _decidable(locked, by, "approve")
         expired = _expired(locked)
         if not expired:
+            _fresh(locked)
             locked.state = OverrideState.APPROVED
             locked.decided_by = by
             locked.decided_at = timezone.now()
@@ -566,7 +757,7 @@ def override_approve(override: Override, *, by: Any, comment: str = "") -> Overr
     if expired:
         _expire(override)
     _sync_back(override, locked)
-    return override_apply(override, by=by)
+    return _apply_approved(override, by=by, retry=False)
 
 
 @transaction.atomic
@@ -597,8 +788,30 @@ def override_reject(override: Override, *, by: Any, comment: str) -> Override:
 
 
 def override_apply(override: Override, *, by: Any) -> Override:
-    """Apply an approved override (again, after a failure). All of it or none of it is written."""
+    """Apply an approved override again, after a failure. The checks of an approval hold: not by the
+    proposer (FourEyesError), not after its expiry, not on a document that changed since the proposal
+    ("stale", also recorded as its apply error). All of it or none of it is written."""
     _require(by, APPROVE, "apply overrides")
+    return _apply_approved(override, by=by, retry=True)
+
+
+def _retry_allowed(override: Override, by: Any) -> None:
+    if override.proposed_by_id == getattr(by, "pk", None) or (
+        four_eyes_people(by) & override_proposal_people(override)
+    ):
+        raise FourEyesError(
+            f"{_name(by)} proposed override #{override.pk} and cannot apply it: another person must"
+        )
+    if _expired(override):
+        raise WorkflowError(
+            "expired",
+            f"override #{override.pk} expired on {override.expires_at:%Y-%m-%d %H:%M} UTC before it could be "
+            "applied: propose it again",
+        )
+
+
+def _apply_approved(override: Override, *, by: Any, retry: bool) -> Override:
+    refused = ("not_approved", "four_eyes", "expired", "stale") if retry else ("not_approved",)
     try:
         with transaction.atomic():
             locked = Override.objects.select_for_update().get(pk=override.pk)
@@ -607,6 +820,8 @@ def override_apply(override: Override, *, by: Any) -> Override:
                     "not_approved",
                     f"override #{locked.pk} is {locked.get_state_display().lower()}, not approved",
                 )
+            if retry:
+                _retry_allowed(locked, by)
             _apply(locked, by=by)
             locked.state = OverrideState.APPLIED
             locked.applied_at = timezone.now()
@@ -617,9 +832,10 @@ def override_apply(override: Override, *, by: Any) -> Override:
                 reverted.state = OverrideState.REVERTED
                 _save(reverted, by=by, reason=f"reverted by override #{locked.pk}")
     except WorkflowError as exc:
-        if exc.code == "not_approved":
+        if exc.code == "stale" or exc.code not in refused:
+            _apply_failed(override, by, exc.message)
+        if exc.code in refused:
             raise
-        _apply_failed(override, by, exc.message)
         return override
     except Exception as exc:  # whatever failed, the override must say so; its writes were rolled back
         log.exception("override %s could not be applied", override.pk)
@@ -644,6 +860,7 @@ def _apply(override: Override, *, by: Any) -> None:
     action = override.action
     kwargs = {"object_type": override.object_type, "object_id": override.object_id}
     resolve = override.reverts_id is None  # a revert leaves the exception where it is
+    _fresh(override)  # again, on the locked rows: the document may have changed since the approval
     try:
         if action == Action.SET_FIELD:
             corrections.document_field_set(
@@ -676,7 +893,15 @@ def _apply(override: Override, *, by: Any) -> None:
             corrections.document_push(**kwargs, by=by, reason=reason, force=True, destination_id=destination)
             resolve = False  # the push resolves what it fixes
         elif action in (Action.VOID, Action.MARK_PAID) and override.reverts_id:
-            corrections.document_restore(**kwargs, values=override.after_value, by=by, reason=reason)
+            reverted = override.reverts
+            override.after_value = corrections.document_status_restore(
+                **kwargs,
+                left=(reverted.after_value or {}).get("status", ""),
+                before=reverted.before_value,
+                by=by,
+                reason=reason,
+                paid_by_hand=_paid_by_hand(reverted),
+            )
         elif action == Action.VOID:
             corrections.document_void(**kwargs, by=by, reason=reason)
         elif action == Action.MARK_PAID:

@@ -9,7 +9,8 @@ kind, the source value and where it was met; the document it belongs to is block
 Rows are looked up by exact source value, then by the default row whose source value is `*`:
 - revenue_account and item: by the line's item code;
 - tax_code: by the line's tax rate in percent as written without trailing zeros ("20", "5", "0"), or
-  "none" for a line without a rate;
+  "none" for a line without a rate. A line that carries tax but no rate is held back wherever the
+  destination takes tax codes: sent with no code, or the "none" code, it would arrive untaxed;
 - payment_method: by the payment's method ("card", "bank_transfer", ...);
 - customer: by the customer's email, then tax number, then name.
 """
@@ -108,6 +109,9 @@ def line_context(
         entry: dict[str, str] = {}
         for key, rule in table.line_rules.items():
             kind = LINE_KINDS[key]
+            if key == "tax_code" and line.tax_rate is None and line.tax_amount:
+                problems.append(_untaxed_problem(line, f"line {index}"))
+                continue
             value = tax_key(line.tax_rate) if key == "tax_code" else (line.item_code or "")
             needed = rule == "required" or (rule == "taxed" and line.tax_rate is not None)
             if not needed and not table.target(kind, value):
@@ -119,6 +123,19 @@ def line_context(
                 entry[key] = target
         mapped.append(entry)
     return tuple(mapped), problems
+
+
+def _untaxed_problem(line: Any, where: str) -> MappingProblem:
+    amount = line.tax_amount.normalize()
+    if amount.as_tuple().exponent > -2:  # stored with four places whatever the currency: show two at least
+        amount = amount.quantize(Decimal("0.01"))
+    return MappingProblem(
+        "tax_rate",
+        tax_key(None),
+        where,
+        f"{where} carries tax {format(amount, 'f')} but no tax rate: the source sent tax without a rate, "
+        "so it is held back rather than sent untaxed (set the rate at the source)",
+    )
 
 
 def deposit_account(method: str, table: MappingTable) -> tuple[str, MappingProblem | None]:

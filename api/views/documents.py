@@ -14,8 +14,9 @@ from rest_framework.response import Response
 
 from api import filters, schema
 from api.auth import client_of
+from api.bulk import documents_check
 from api.documents import KINDS, CreditNoteInput, DocumentKind, InvoiceInput, PaymentInput
-from api.errors import ApiError, field_errors
+from api.errors import ApiError
 from api.idempotency import idempotent
 from api.permissions import access
 from api.serializers import CreditNoteSerializer, InvoiceSerializer, PaymentSerializer
@@ -230,7 +231,7 @@ class DocumentBulkApi(DocumentApi):
                 code="validation_error",
                 errors=[{"field": "documents", "message": "at least one document", "value": 0}],
             )
-        results, valid = self._validate_all(documents)
+        results, valid = documents_check(self.kind, documents)
         connection = write_connection(request)
         job = bulk_job_start(
             connection=connection, object_type=self.kind.object_type, count=len(documents), user=request.user
@@ -246,41 +247,6 @@ class DocumentBulkApi(DocumentApi):
             for name in ("created", "updated", "unchanged", "rejected")
         }
         return Response({"job": job.pk, **counts, "results": [_result(r) for r in ordered]})
-
-    def _validate_all(self, documents: list[Any]) -> tuple[dict[int, ItemResult], list[tuple[int, Any]]]:
-        """Each document checked on its own; one serializer for all of them, as a list serializer does
-        (a serializer per document would copy its fields a thousand times)."""
-        results: dict[int, ItemResult] = {}
-        valid: list[tuple[int, Any]] = []
-        seen: dict[str, int] = {}
-        checker = self.kind.input()
-        for index, data in enumerate(documents):
-            external_id = data.get("external_id") if isinstance(data, dict) else None
-            try:
-                record = self.kind.record(checker.run_validation(data))
-            except serializers.ValidationError as exc:
-                results[index] = ItemResult(
-                    index=index,
-                    external_id=external_id if isinstance(external_id, str) else None,  # type: ignore[arg-type]
-                    errors=field_errors(exc.detail, data),
-                )
-                continue
-            if record.external_id in seen:
-                results[index] = ItemResult(
-                    index=index,
-                    external_id=record.external_id,
-                    errors=[
-                        {
-                            "field": "external_id",
-                            "message": f"already in this batch at index {seen[record.external_id]}",
-                            "value": record.external_id,
-                        }
-                    ],
-                )
-                continue
-            seen[record.external_id] = index
-            valid.append((index, record))
-        return results, valid
 
 
 # --- one set of views per document type, each with its own schema ------------------------------------

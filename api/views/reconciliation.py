@@ -1,12 +1,14 @@
 """Exceptions (list, read, assign, move, resolve, ignore, tag, note) and overrides (propose, approve,
 reject, revert). Every change goes through reconciliation.workflow, so the admin's rules hold here too;
-the acting user is the client's linked person, else its service user."""
+the acting user is the client's linked person once they confirmed the link, else its service user. Each
+override step taken through a client is recorded with every user behind the client (four eyes)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -15,11 +17,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api import filters, schema
-from api.auth import acting_user
+from api.auth import acting_user, client_of
 from api.errors import ApiError
 from api.filters import MAX_ID
 from api.idempotency import idempotent
+from api.models import OverrideClientStep
 from api.permissions import access
+from api.services import override_client_step_record
 from api.views.base import ApiGenericView, ApiView
 from reconciliation.models import ExceptionNote, Override, ReconciliationException
 from sync.money import money_str
@@ -108,6 +112,12 @@ class ExceptionDetailSerializer(ExceptionSerializer):
 class OverrideSerializer(serializers.ModelSerializer):
     proposed_by = UserRefSerializer(read_only=True)
     decided_by = UserRefSerializer(read_only=True, allow_null=True)
+    proposed_via = serializers.SerializerMethodField(
+        help_text="The API client it was proposed through; null when proposed in the admin."
+    )
+    decided_via = serializers.SerializerMethodField(
+        help_text="The API client it was approved or rejected through; null when decided in the admin."
+    )
 
     class Meta:
         model = Override
@@ -133,7 +143,22 @@ class OverrideSerializer(serializers.ModelSerializer):
             "applied_at",
             "apply_error",
             "reverts",
+            "proposed_via",
+            "decided_via",
         ]
+
+    def _via(self, instance: Override, steps: tuple[str, ...]) -> str | None:
+        # client_steps is prefetched by _overrides(): no query per row
+        names = [row.client_name for row in instance.client_steps.all() if row.step in steps]
+        return names[-1] if names else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_proposed_via(self, instance: Override) -> str | None:
+        return self._via(instance, (OverrideClientStep.Step.PROPOSED,))
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_decided_via(self, instance: Override) -> str | None:
+        return self._via(instance, (OverrideClientStep.Step.APPROVED, OverrideClientStep.Step.REJECTED))
 
 
 class ChangedExceptionSerializer(serializers.Serializer):
@@ -399,7 +424,22 @@ class ExceptionNoteApi(_ExceptionAction):
 
 # --- overrides ----------------------------------------------------------------------------------------
 def _overrides() -> QuerySet:
-    return Override.objects.select_related("proposed_by", "decided_by")
+    return Override.objects.select_related("proposed_by", "decided_by").prefetch_related("client_steps")
+
+
+def _decider(request: Request) -> Any:
+    """The acting user for a decision; a client whose person has not confirmed the link says so plainly
+    (its service user would only be refused for lacking the approve permission)."""
+    client = client_of(request)
+    if client is not None and client.person_id is not None and not client.person_confirmed:
+        raise ApiError(
+            f"API client {client.name} acts for {client.person} only once they confirm the link in the "
+            "admin (REST API > API clients); until then it acts as its service user, which may not "
+            "decide overrides.",
+            code="person_unconfirmed",
+            status_code=403,
+        )
+    return acting_user(request)
 
 
 @extend_schema(tags=["Overrides"])
@@ -437,19 +477,22 @@ class OverrideListApi(ApiGenericView):
         data = _valid(ProposeSerializer, request)
         exception = _referenced(ReconciliationException, "exception", data["exception"])
         reverts = _referenced(Override, "reverts", data["reverts"])
-        override = override_propose(
-            by=acting_user(request),
-            action=data["action"],
-            reason=data["reason"],
-            exception=exception,
-            object_type=data["object_type"],
-            object_id=data["object_id"],
-            field_name=data["field_name"],
-            after_value=data["after_value"],
-            limit_amount=data["limit_amount"],
-            expires_at=data["expires_at"],
-            reverts=reverts,
-        )
+        by = acting_user(request)
+        with transaction.atomic():  # the proposal and who stood behind it, together or not at all
+            override = override_propose(
+                by=by,
+                action=data["action"],
+                reason=data["reason"],
+                exception=exception,
+                object_type=data["object_type"],
+                object_id=data["object_id"],
+                field_name=data["field_name"],
+                after_value=data["after_value"],
+                limit_amount=data["limit_amount"],
+                expires_at=data["expires_at"],
+                reverts=reverts,
+            )
+            override_client_step_record(override=override, step=OverrideClientStep.Step.PROPOSED, acting=by)
         return Response(
             OverrideSerializer(_overrides().get(pk=override.pk)).data, status=status.HTTP_201_CREATED
         )
@@ -481,8 +524,10 @@ def _decision_schema(operation_id: str, summary: str, request: Any, description:
 
 
 FOUR_EYES = (
-    "Needs the approve_overrides scope and the acting user's reconciliation.approve_override permission. "
-    "Nobody decides their own proposal: the proposer gets 403 with code `four_eyes`."
+    "Needs the approve_overrides scope, a linked person who confirmed the link (else 403 "
+    "`person_unconfirmed`) and their reconciliation.approve_override permission. Nobody decides their own "
+    "proposal: 403 `four_eyes` when anyone behind the proposal (its proposer, or the person, service user, "
+    "creator or last configurer of the client it came through) is behind this decision too."
 )
 
 
@@ -496,7 +541,11 @@ class OverrideApproveApi(ApiView):
 
         override = get_object_or_404(Override, pk=pk)
         data = _valid(CommentSerializer, request)
-        override_approve(override, by=acting_user(request), comment=data["comment"])
+        by = _decider(request)
+        # Not one transaction with the decision: a proposal found expired is marked so even though the
+        # approval is refused. The history of the approval names the client in any case.
+        override_approve(override, by=by, comment=data["comment"])
+        override_client_step_record(override=override, step=OverrideClientStep.Step.APPROVED, acting=by)
         return Response(OverrideSerializer(_overrides().get(pk=pk)).data)
 
 
@@ -512,7 +561,10 @@ class OverrideRejectApi(ApiView):
 
         override = get_object_or_404(Override, pk=pk)
         data = _valid(RequiredCommentSerializer, request)
-        override_reject(override, by=acting_user(request), comment=data["comment"])
+        by = _decider(request)
+        with transaction.atomic():
+            override_reject(override, by=by, comment=data["comment"])
+            override_client_step_record(override=override, step=OverrideClientStep.Step.REJECTED, acting=by)
         return Response(OverrideSerializer(_overrides().get(pk=pk)).data)
 
 
@@ -534,7 +586,10 @@ class OverrideRevertApi(ApiView):
 
         override = get_object_or_404(Override, pk=pk)
         data = _valid(RequiredReasonSerializer, request)
-        revert = override_revert(override, by=acting_user(request), reason=data["reason"])
+        by = acting_user(request)
+        with transaction.atomic():
+            revert = override_revert(override, by=by, reason=data["reason"])
+            override_client_step_record(override=revert, step=OverrideClientStep.Step.PROPOSED, acting=by)
         return Response(
             OverrideSerializer(_overrides().get(pk=revert.pk)).data, status=status.HTTP_201_CREATED
         )

@@ -10,6 +10,8 @@ Translation decisions:
   created (UTC). amount_due is Stripe's amount_remaining.
 - Lines: subtotal = amount - discounts - inclusive taxes, tax = sum of `taxes`, total = subtotal + tax;
   unit price from pricing.unit_amount_decimal (minor units, may carry decimals), else amount / quantity.
+  The tax rate: the expanded rate a tax names, else derived from amount / taxable_amount, else None
+  (connectors/stripe/taxes.py); it is never guessed.
 - Payments are charges (fee from the expanded balance transaction when it is in the charge's currency;
   allocations from the invoice_payments of its PaymentIntent) and refunds (a negative amount, no
   allocations: the credit note that goes with a refund carries the link to the invoice). An
@@ -71,6 +73,7 @@ from connectors.money import (
     to_minor_units,
 )
 from connectors.stripe.client import KEY_PREFIXES, PRODUCTION_URL, TEST_MODE_LIMITS, StripeClient
+from connectors.stripe.taxes import line_tax_rates
 
 REFERENCE_KEY = "ledgerlink_reference"
 EVENT_WINDOW = timedelta(days=29)  # events are kept 30 days; a day's margin for clock skew and paging
@@ -502,9 +505,11 @@ class StripeConnector(Connector):
 def parse_invoice(raw: Mapping[str, Any]) -> InvoiceRecord:
     _expect(raw, "invoice")
     currency = currency_code(raw.get("currency"))
+    raw_lines = _list_data(raw.get("lines"), "lines")
+    rates = line_tax_rates(raw, raw_lines)
     lines = tuple(
-        _line(item, currency, index, f"lines.data[{index}]")
-        for index, item in enumerate(_list_data(raw.get("lines"), "lines"))
+        _line(item, currency, index, f"lines.data[{index}]", rates[index])
+        for index, item in enumerate(raw_lines)
     )
     total = _minor(raw, "total", currency)
     tax_total = _tax_sum(raw, ("total_taxes", "total_tax_amounts"), currency, legacy_key="tax")
@@ -653,9 +658,11 @@ def parse_payment(
 def parse_credit_note(raw: Mapping[str, Any]) -> CreditNoteRecord:
     _expect(raw, "credit_note")
     currency = currency_code(raw.get("currency"))
+    raw_lines = _list_data(raw.get("lines"), "lines")
+    rates = line_tax_rates(raw, raw_lines)
     lines = tuple(
-        _line(item, currency, index, f"lines.data[{index}]")
-        for index, item in enumerate(_list_data(raw.get("lines"), "lines"))
+        _line(item, currency, index, f"lines.data[{index}]", rates[index])
+        for index, item in enumerate(raw_lines)
     )
     total = _minor(raw, "total", currency)
     tax_total = _tax_sum(raw, ("total_taxes", "tax_amounts"), currency)
@@ -775,7 +782,7 @@ def _render_line(line: LineRecord, index: int, currency: str, mapped: Mapping[st
     return item
 
 
-def _line(raw: Any, currency: str, index: int, field: str) -> LineRecord:
+def _line(raw: Any, currency: str, index: int, field: str, tax_rate: Decimal | None) -> LineRecord:
     if not isinstance(raw, Mapping):
         raise ValidationError("a line must be an object", field=field, value=raw)
     amount = _minor(raw, "amount", currency, field=f"{field}.amount")
@@ -808,7 +815,6 @@ def _line(raw: Any, currency: str, index: int, field: str) -> LineRecord:
         unit = price((amount / quantity).quantize(Decimal(1).scaleb(-exponent - 4)), currency, field=field)
     else:
         unit = amount
-    rates = [rate.get("percentage") for rate in _items(raw, "tax_rates", field) if isinstance(rate, Mapping)]
     details = _mapping(pricing.get("price_details"))
     return LineRecord(
         description=str(raw.get("description") or ""),
@@ -817,9 +823,7 @@ def _line(raw: Any, currency: str, index: int, field: str) -> LineRecord:
         subtotal=subtotal,
         tax_amount=taxes,
         total=subtotal + taxes,
-        tax_rate=decimal_value(rates[0], field=f"{field}.tax_rates")
-        if len(rates) == 1 and rates[0] is not None
-        else None,
+        tax_rate=tax_rate,
         item_code=_id(details.get("product")) or _id(details.get("price"))
         if isinstance(details, Mapping)
         else "",

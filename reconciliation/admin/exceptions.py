@@ -27,6 +27,8 @@ from reconciliation.workflow import WorkflowError
 from sync.admin import document_admin_url
 from sync.money import money_str
 
+PUSH_NOW = "sync.change_syncjob"  # run, retry and cancel jobs: what a direct re-push amounts to
+
 
 @admin.register(ReconciliationException)
 class ReconciliationExceptionAdmin(ExceptionBulkActions, SimpleHistoryAdmin):
@@ -241,7 +243,13 @@ class ReconciliationExceptionAdmin(ExceptionBulkActions, SimpleHistoryAdmin):
         return self._back(exception)
 
     def repush_view(self, request: HttpRequest, pk: int) -> HttpResponse:
-        exception = self._post_target(request, pk)
+        # Pushing at once is a job-level power (integration admins); finance staff propose a re-push as
+        # an override, which an accountant approves.
+        if request.method != "POST":
+            raise PermissionDenied("use the buttons on the exception's page")
+        if not request.user.has_perm(PUSH_NOW):
+            raise PermissionDenied(f"pushing at once needs {PUSH_NOW}: propose a re-push instead")
+        exception = get_object_or_404(ReconciliationException, pk=pk)
         if not exception.object_id or exception.object_type not in ("invoice", "credit_note", "payment"):
             self.message_user(request, "Not done: this exception names no document to push.", messages.ERROR)
             return self._back(exception)
@@ -275,6 +283,7 @@ class ReconciliationExceptionAdmin(ExceptionBulkActions, SimpleHistoryAdmin):
                 {
                     "fixes": fixes,
                     "can_work": can_work,
+                    "can_push": request.user.has_perm(PUSH_NOW),
                     "can_note": request.user.has_perm("reconciliation.add_exceptionnote"),
                     "can_propose": request.user.has_perm("reconciliation.add_override"),
                     "moves": [
@@ -285,6 +294,8 @@ class ReconciliationExceptionAdmin(ExceptionBulkActions, SimpleHistoryAdmin):
                     "notes": list(obj.notes.select_related("author")),
                     "overrides": list(obj.overrides.select_related("proposed_by", "decided_by")),
                     "propose_url": reverse("admin:reconciliation_override_propose") + f"?exception={obj.pk}",
+                    "propose_repush_url": reverse("admin:reconciliation_override_propose")
+                    + f"?exception={obj.pk}&action=repush",
                     "document_url": document_admin_url(obj.object_type, obj.object_id),
                 }
             )

@@ -24,6 +24,7 @@ from reconciliation.forms import DecisionForm, OverrideProposeForm
 from reconciliation.models import Override, ReconciliationException
 from reconciliation.workflow import WorkflowError
 from sync.admin import Outcomes, document_admin_url
+from sync.corrections import CorrectionError
 
 
 class ApprovalFilter(admin.SimpleListFilter):
@@ -52,8 +53,33 @@ class ApprovalFilter(admin.SimpleListFilter):
         return queryset
 
 
-def _can_decide(request: HttpRequest, override: Override) -> str:
-    """Why this user cannot decide it now ("" when they can)."""
+def _can_retry(request: HttpRequest, override: Override) -> bool:
+    """The "try applying it again" button: the approval's checks hold for a retry too."""
+    return (
+        override.state == Override.State.APPROVED
+        and bool(override.apply_error)
+        and override.proposed_by_id != request.user.pk
+        and override.expires_at > timezone.now()
+        and request.user.has_perm(workflow.APPROVE)
+    )
+
+
+def _now_and_stale(override: Override) -> tuple[str, str]:
+    """The target's value now (as JSON text) and why the override no longer fits it ("" when it does),
+    for an override still to be applied; ("", "") otherwise."""
+    if override.state not in (Override.State.PROPOSED, Override.State.APPROVED):
+        return "", ""
+    try:
+        now = workflow.override_now(override)
+    except CorrectionError as exc:
+        return "-", str(exc)
+    if now is None:
+        return "", ""
+    return json.dumps(now, indent=2, default=str), workflow.override_stale_error(override, now)
+
+
+def _can_decide_at_a_glance(request: HttpRequest, override: Override) -> str:
+    """Why this user cannot decide it now ("" when they may), from the row alone (no query per row)."""
     if override.state != Override.State.PROPOSED:
         return f"already {override.get_state_display().lower()}"
     if override.proposed_by_id == request.user.pk:
@@ -62,6 +88,17 @@ def _can_decide(request: HttpRequest, override: Override) -> str:
         return "expired: propose it again"
     if not request.user.has_perm(workflow.APPROVE):
         return "only accountants approve or reject"
+    return ""
+
+
+def _can_decide(request: HttpRequest, override: Override) -> str:
+    """Why this user cannot decide it now ("" when they can), including people who stood behind the
+    proposal through an API client (the same rule the workflow enforces)."""
+    reason = _can_decide_at_a_glance(request, override)
+    if reason:
+        return reason
+    if workflow.four_eyes_people(request.user) & workflow.override_proposal_people(override):
+        return "you stood behind its proposal (through an API client): another person must decide"
     return ""
 
 
@@ -133,12 +170,20 @@ class OverrideAdmin(SimpleHistoryAdmin):
             return f"revert #{obj.reverts_id}"
         return json.dumps(after, default=str) if after else "-"
 
-    @admin.display(description="decide")
-    def decide(self, obj: Override) -> str:
-        if obj.state != Override.State.PROPOSED:
-            return format_html('<span class="errornote">apply failed</span>') if obj.apply_error else "-"
-        url = reverse("admin:reconciliation_override_change", args=[obj.pk])
-        return format_html('<a class="button" href="{}#decision">Approve / reject</a>', url)
+    def get_list_display(self, request: HttpRequest) -> Any:
+        # the decide column depends on who is looking: no button on one's own proposal, nor for
+        # people who cannot approve at all (the decision page and the workflow refuse them anyway)
+        def decide(obj: Override) -> str:
+            if obj.state != Override.State.PROPOSED:
+                return format_html('<span class="errornote">apply failed</span>') if obj.apply_error else "-"
+            reason = _can_decide_at_a_glance(request, obj)
+            if reason:
+                return format_html('<span class="quiet">{}</span>', reason)
+            url = reverse("admin:reconciliation_override_change", args=[obj.pk])
+            return format_html('<a class="button" href="{}#decision">Approve / reject</a>', url)
+
+        decide.short_description = "decide"  # type: ignore[attr-defined]
+        return [decide if name == "decide" else name for name in super().get_list_display(request)]
 
     @admin.display(description="before")
     def before_pretty(self, obj: Override) -> str:
@@ -275,16 +320,19 @@ class OverrideAdmin(SimpleHistoryAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.pk:
+            current, stale = _now_and_stale(obj)
             context.update(
                 {
+                    "current_value": current,
+                    "stale": stale,
+                    "before_json": json.dumps(obj.before_value, indent=2, default=str),
+                    "after_json": json.dumps(obj.after_value, indent=2, default=str),
                     "cannot_decide": _can_decide(request, obj),
                     "decision_form": DecisionForm(),
                     "can_revert": obj.state == Override.State.APPLIED
                     and obj.action != Override.Action.REPUSH
                     and request.user.has_perm(workflow.PROPOSE),
-                    "can_retry": obj.state == Override.State.APPROVED
-                    and bool(obj.apply_error)
-                    and request.user.has_perm(workflow.APPROVE),
+                    "can_retry": _can_retry(request, obj),
                     "exception_url": reverse(
                         "admin:reconciliation_reconciliationexception_change", args=[obj.exception_id]
                     )

@@ -132,6 +132,37 @@ class Planned:
         return money_format(self.invoice.amount_due, self.invoice.currency)
 
 
+STAGE_NAMES = {Stage.BEFORE_DUE: "before-due", Stage.ON_DUE: "due-date", Stage.OVERDUE: "overdue"}
+
+
+def _went_out(row: Reminder) -> bool:
+    """Sent, or claimed and never confirmed (it may have reached the customer)."""
+    if row.state == Reminder.State.FAILED:
+        return row.reason == UNCONFIRMED
+    return row.state == Reminder.State.SENT
+
+
+def _repeat(item: Planned, earlier: list[Reminder], window: int) -> list[str]:
+    """Why `item` would repeat a reminder the customer already had: one of the same stage for the invoice,
+    under any policy, within the spacing of that stage (every N days once overdue; the catch-up window for
+    the one-off stages). Empty when it would not."""
+    gap = item.policy.every_days_after if item.stage == Stage.OVERDUE else window
+    after = item.scheduled_for - timedelta(days=gap or window)
+    close = sorted(
+        (row for row in earlier if row.scheduled_for > after), key=lambda row: (row.scheduled_for, row.pk)
+    )
+    if not close:
+        return []
+    last = close[-1]
+    reason = (
+        f"the {STAGE_NAMES[item.stage]} reminder of {last.scheduled_for.isoformat()} "
+        f"(policy {last.policy.name}) already went out"
+    )
+    if item.stage == Stage.OVERDUE:
+        reason += f"; the next overdue reminder waits until {gap} days after it"
+    return [reason]
+
+
 def reminders_plan(*, run_date: date, policies: Iterable[ReminderPolicy] | None = None) -> list[Planned]:
     """What a run on `run_date` would send and skip, and why. Reads only; the preview shows this."""
     window = catch_up_days()
@@ -146,21 +177,30 @@ def reminders_plan(*, run_date: date, policies: Iterable[ReminderPolicy] | None 
                 continue
             due.append(Planned(policy=policy, invoice=invoice, stage=slot[0], scheduled_for=slot[1]))
         recorded: dict[tuple[int, str, date], Reminder] = {}
+        went_out: dict[tuple[int, str], list[Reminder]] = {}
+        since = run_date - timedelta(days=window + max(window, policy.every_days_after or 0))
         for chunk in _chunks([item.invoice.pk for item in due]):
-            rows = Reminder.objects.filter(
-                policy=policy, invoice_id__in=chunk, scheduled_for__gt=run_date - timedelta(days=window)
+            # every policy's rows: a reminder sent under another policy (or this one before an edit)
+            # still counts for the customer
+            rows = Reminder.objects.filter(invoice_id__in=chunk, scheduled_for__gt=since).select_related(
+                "policy"
             )
-            recorded.update({(row.invoice_id, row.stage, row.scheduled_for): row for row in rows})
+            for row in rows:
+                if row.policy_id == policy.pk and row.scheduled_for > run_date - timedelta(days=window):
+                    recorded[(row.invoice_id, row.stage, row.scheduled_for)] = row
+                if _went_out(row):
+                    went_out.setdefault((row.invoice_id, row.stage), []).append(row)
         for item in due:
             row = recorded.get((item.invoice.pk, item.stage, item.scheduled_for))
             if row is None:
+                item.reasons = _repeat(item, went_out.get((item.invoice.pk, item.stage), []), window)
                 planned.append(item)
             elif row.state == Reminder.State.FAILED and row.reason != UNCONFIRMED:
                 item.retry = row
                 planned.append(item)
     why = suppressions([item.invoice for item in planned])
     for item in planned:
-        item.reasons = why[item.invoice.pk]
+        item.reasons = [*item.reasons, *why[item.invoice.pk]]
         if item.action == "send":
             context = reminder_context(item.invoice, stage=item.stage, run_date=run_date)
             try:

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from api.models import Scope
-from api.services import api_client_create
+from api.services import api_client_create, api_client_person_confirm
 from sync import roles
 from tests.factories import UserFactory
 
@@ -35,12 +35,15 @@ def member(group_name: str, **kwargs: Any):
 
 @pytest.fixture
 def make_client():
-    """make_client(scopes=[...], person=None, name=...) -> (ApiClient, APIClient sending its token)."""
+    """make_client(scopes=[...], person=None, name=...) -> (ApiClient, APIClient sending its token).
+    A linked person confirms the link, as they would from their own session."""
     counter = iter(range(1, 1000))
 
     def make(scopes: list[str] | None = None, **kwargs: Any) -> tuple[Any, APIClient]:
         kwargs.setdefault("name", f"Shop {next(counter)}")
         client, token = api_client_create(scopes=ALL_SCOPES if scopes is None else scopes, **kwargs)
+        if client.person_id is not None:
+            api_client_person_confirm(client, by=client.person)
         http = APIClient()
         http.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
         return client, http

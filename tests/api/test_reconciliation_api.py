@@ -141,3 +141,24 @@ def test_rejecting_needs_a_comment_and_returns_the_exception_to_the_queue(make_c
     assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
     item.refresh_from_db()
     assert item.state == "open"
+
+
+def test_listing_overrides_names_their_clients_in_a_fixed_number_of_queries(make_client, finance):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, proposer = make_client(["work_exceptions", "read"], person=finance, name="Billing")
+
+    def count() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = proposer.get("/api/v1/overrides/")
+        assert response.status_code == 200
+        assert {row["proposed_via"] for row in response.json()["results"]} == {"Billing"}
+        return len(captured)
+
+    for _ in range(2):
+        _proposal(proposer, exception())
+    few = count()
+    for _ in range(6):
+        _proposal(proposer, exception())
+    assert count() == few

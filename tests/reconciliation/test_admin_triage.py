@@ -11,7 +11,8 @@ from django.urls import reverse
 
 from reconciliation import workflow
 from reconciliation.models import ExceptionNote, Override, ReconciliationException, Tag
-from sync.models import Binding, Invoice, SyncJob
+from sync import roles
+from sync.models import Binding, Invoice, SyncJob, SyncProfile
 from tests.factories import ConnectionFactory, InvoiceFactory, SyncJobFactory
 from tests.reconciliation.helpers import accountant, exception_for, finance
 
@@ -234,12 +235,60 @@ def test_repull_queues_a_pull_of_that_record_from_its_source(client):
     assert (job.connection, job.params) == (invoice.source_connection, {"fetch": [["invoice", "in_1047"]]})
 
 
+def _integration_admin():
+    from tests.reconciliation.helpers import member
+
+    return member(roles.INTEGRATION_ADMINS, is_staff=True)
+
+
 def test_repush_without_a_profile_says_why(client):
-    client.force_login(finance())
+    client.force_login(_integration_admin())
     row = exception_for()
     response = client.post(reverse("admin:reconciliation_exception_repush", args=[row.pk]))
     assert any("no enabled sync profile sends invoices" in m for m in _messages(response))
     assert not SyncJob.objects.exists()
+
+
+def test_finance_staff_propose_a_repush_instead_of_pushing(client):
+    clerk = finance(is_staff=True)
+    client.force_login(clerk)
+    invoice = InvoiceFactory()
+    SyncProfile.objects.create(
+        name="p",
+        source=invoice.source_connection,
+        destination=ConnectionFactory(role="destination"),
+        object_types=["invoice"],
+    )
+    row = exception_for(invoice)
+    page = client.get(reverse("admin:reconciliation_reconciliationexception_change", args=[row.pk]))
+
+    text = page.content.decode()
+    assert reverse("admin:reconciliation_exception_repush", args=[row.pk]) not in text
+    propose = reverse("admin:reconciliation_override_propose") + f"?exception={row.pk}&amp;action=repush"
+    assert propose in text and "Propose a re-push" in text
+    response = client.post(reverse("admin:reconciliation_exception_repush", args=[row.pk]))
+    assert response.status_code == 403
+    assert not SyncJob.objects.exists()
+
+
+def test_an_integration_admin_pushes_from_the_exception_page(client):
+    client.force_login(_integration_admin())
+    invoice = InvoiceFactory()
+    SyncProfile.objects.create(
+        name="p",
+        source=invoice.source_connection,
+        destination=ConnectionFactory(role="destination"),
+        object_types=["invoice"],
+    )
+    row = exception_for(invoice)
+    page = client.get(reverse("admin:reconciliation_reconciliationexception_change", args=[row.pk]))
+    assert reverse("admin:reconciliation_exception_repush", args=[row.pk]) in page.content.decode()
+
+    response = client.post(reverse("admin:reconciliation_exception_repush", args=[row.pk]))
+
+    assert any("queued" in m for m in _messages(response))
+    job = SyncJob.objects.get(kind="push")
+    assert job.params == {"documents": [["invoice", invoice.pk]]}
 
 
 # --- overrides ----------------------------------------------------------------------------------------
@@ -276,6 +325,23 @@ def test_the_proposer_sees_no_approve_button_and_a_post_is_refused(client):
     override.refresh_from_db()
     assert override.state == Override.State.PROPOSED
     assert Invoice.objects.get(pk=override.object_id).status == "open"
+
+
+def test_the_approval_queue_offers_the_button_only_to_someone_who_may_decide(client):
+    mine, theirs = _void(accountant()), _void(finance())
+    listing = reverse("admin:reconciliation_override_changelist") + "?state__exact=proposed"
+
+    client.force_login(mine.proposed_by)
+    page = client.get(listing).content.decode()
+    button = 'href="{}#decision">Approve / reject'
+    change = "admin:reconciliation_override_change"
+    assert button.format(reverse(change, args=[theirs.pk])) in page
+    assert button.format(reverse(change, args=[mine.pk])) not in page
+    assert "you proposed it: another person must decide" in page
+
+    client.force_login(theirs.proposed_by)  # finance staff: nobody's to decide
+    page = client.get(listing).content.decode()
+    assert "Approve / reject" not in page and "only accountants approve or reject" in page
 
 
 def test_finance_staff_cannot_approve_through_the_admin(client):
@@ -377,6 +443,47 @@ def test_an_apply_failure_is_shown_and_can_be_retried(client):
     client.post(reverse("admin:reconciliation_override_apply", args=[override.pk]))
     override.refresh_from_db()
     assert (override.state, override.apply_error) == (Override.State.APPLIED, "")
+
+
+def test_the_approval_page_shows_the_value_now_and_refuses_a_stale_proposal(client):
+    invoice = InvoiceFactory(memo="PO 1")
+    override = workflow.override_propose(
+        by=finance(),
+        action="set_field",
+        reason="x",
+        object_type="invoice",
+        object_id=invoice.pk,
+        field_name="memo",
+        after_value="PO 2",
+    )
+    approver = accountant()
+    client.force_login(approver)
+    url = reverse("admin:reconciliation_override_change", args=[override.pk])
+    page = client.get(url).content.decode()
+    assert 'id="current-value"' in page and 'id="stale"' not in page
+
+    Invoice.objects.filter(pk=invoice.pk).update(memo="PO 3 from the source")
+    page = client.get(url).content.decode()
+
+    assert "PO 3 from the source" in page and 'id="stale"' in page
+    response = client.post(reverse("admin:reconciliation_override_approve", args=[override.pk]))
+    assert any("memo is now" in m and "propose again" in m for m in _messages(response))
+    override.refresh_from_db()
+    assert override.state == Override.State.PROPOSED
+
+
+def test_the_proposer_gets_no_retry_button(client):
+    proposer = accountant()
+    override = _void(proposer)
+    Override.objects.filter(pk=override.pk).update(
+        state=Override.State.APPROVED, decided_by=accountant(), apply_error="the database was down"
+    )
+    client.force_login(proposer)
+    page = client.get(reverse("admin:reconciliation_override_change", args=[override.pk])).content.decode()
+    assert "Try applying it again" not in page
+    response = client.post(reverse("admin:reconciliation_override_apply", args=[override.pk]))
+    assert any("cannot apply it" in m for m in _messages(response))
+    assert Invoice.objects.get(pk=override.object_id).status == "open"
 
 
 # --- the dashboard ------------------------------------------------------------------------------------

@@ -225,3 +225,18 @@ def test_the_digest_is_scheduled_every_period(settings):
         "I",
         15,
     )
+
+
+def test_an_alert_is_never_in_two_digests_whatever_the_clocks_say(admins, mailoutbox):
+    # another worker whose clock runs ahead folds the alert "after" this digest started reading
+    with time_machine.travel(NOW, tick=False):
+        alerts.alert_record(kind="job_failed", key="a", subject="A failed")
+    with time_machine.travel(NOW + timedelta(minutes=5), tick=False):
+        alerts.alert_record(kind="job_failed", key="a", subject="A failed again")
+
+    with time_machine.travel(NOW + timedelta(minutes=1), tick=False):
+        assert alerts.alerts_digest_send() == 1
+    assert alerts.alerts_digest_send() == 0
+
+    assert len(mailoutbox) == 1 and "A failed again" in mailoutbox[0].body
+    assert Alert.objects.get().sent_at is not None

@@ -12,7 +12,7 @@ from reconciliation.models import Override
 from sync import corrections
 from sync.corrections import CorrectionError
 from sync.models import Binding, Invoice, Payment, PaymentAllocation, PushOperation, SyncJob
-from tests.factories import ConnectionFactory, InvoiceFactory
+from tests.factories import ConnectionFactory, InvoiceFactory, InvoiceLineFactory
 from tests.reconciliation.helpers import accountant, exception_for, finance
 from tests.sync import engine
 
@@ -240,6 +240,11 @@ def test_a_repush_cannot_be_reverted():
 
 @pytest.mark.django_db(transaction=True)
 def test_repush_sends_that_one_document_once_through_the_outbox(live_server):
+    from django.apps import apps
+
+    from sync import roles
+
+    roles.apply_roles(apps)  # transactional tests flush the groups the migration made
     dest = engine.destination("quickbooks", live_server.url)
     source, _ = engine.source_with_invoices(3)
     profile = engine.mapped_profile(source, dest)
@@ -271,3 +276,204 @@ def test_repush_sends_that_one_document_once_through_the_outbox(live_server):
     job_rerun(SyncJob.objects.filter(kind="push").latest("pk"))
     assert updates.filter(object_id=first.pk).count() == 2
     assert not updates.filter(object_id=second.pk).exists()
+
+
+# --- reverts work from the document as it is now ---------------------------------------------------------
+def _paid_by(invoice, amount: str, *, status: str = "completed") -> Payment:
+    payment = Payment.objects.create(
+        reference=f"PAY-{Payment.objects.count() + 1}",
+        customer=invoice.customer,
+        transaction_date=date(2026, 4, 2),
+        currency=invoice.currency,
+        amount=Decimal(amount),
+        status=status,
+        source_connection=invoice.source_connection,
+    )
+    PaymentAllocation.objects.create(
+        payment=payment, invoice=invoice, amount=Decimal(amount), allocated_on=date(2026, 4, 2)
+    )
+    return payment
+
+
+def _reverted(override: Override) -> Override:
+    revert = workflow.override_revert(override, by=finance(), reason="undo")
+    workflow.override_approve(revert, by=accountant())
+    revert.refresh_from_db()
+    return revert
+
+
+@pytest.mark.django_db
+class TestRevertFromNow:
+    def test_a_payment_since_mark_paid_leaves_the_rest_due(self):
+        invoice = InvoiceFactory(total=Decimal("100.00"), amount_due=Decimal("100.00"))
+        override = _approved(action="mark_paid", object_type="invoice", object_id=invoice.pk)
+        _paid_by(invoice, "60.00")  # a real payment lands after the invoice was marked paid
+
+        revert = _reverted(override)
+
+        assert revert.state == Override.State.APPLIED, revert.apply_error
+        invoice.refresh_from_db()
+        assert (invoice.status, invoice.amount_due, invoice.paid_on_date) == (
+            "partially_paid",
+            Decimal("40.00"),
+            None,
+        )
+        assert revert.after_value == {
+            "status": "partially_paid",
+            "amount_due": "40.0000",
+            "paid_on_date": None,
+        }
+
+    def test_a_paid_amount_the_source_reports_counts_too(self):
+        invoice = InvoiceFactory(total=Decimal("100.00"), amount_due=Decimal("100.00"))
+        override = _approved(action="mark_paid", object_type="invoice", object_id=invoice.pk)
+        Invoice.objects.filter(pk=invoice.pk).update(amount_paid=Decimal("100.00"))
+
+        _reverted(override)
+
+        invoice.refresh_from_db()
+        assert (invoice.status, invoice.amount_due) == ("paid", Decimal(0))
+        assert invoice.paid_on_date is not None
+
+    def test_pending_payments_and_void_credit_notes_do_not_count(self):
+        from sync.models import CreditAllocation, CreditNote
+
+        invoice = InvoiceFactory(total=Decimal("100.00"), amount_due=Decimal("100.00"))
+        override = _approved(action="void", object_type="invoice", object_id=invoice.pk)
+        _paid_by(invoice, "30.00", status="pending")
+        for status, amount in (("void", "50.00"), ("open", "25.00")):
+            note = CreditNote.objects.create(
+                number=f"CN-{status}",
+                customer=invoice.customer,
+                issue_date=date(2026, 4, 1),
+                currency="GBP",
+                total=Decimal(amount),
+                status=status,
+                source_connection=invoice.source_connection,
+            )
+            CreditAllocation.objects.create(credit_note=note, invoice=invoice, amount=Decimal(amount))
+
+        _reverted(override)
+
+        invoice.refresh_from_db()
+        assert (invoice.status, invoice.amount_due) == ("partially_paid", Decimal("75.00"))
+
+    def test_a_voided_draft_goes_back_to_draft(self):
+        invoice = InvoiceFactory(status="draft")
+        override = _approved(action="void", object_type="invoice", object_id=invoice.pk)
+
+        _reverted(override)
+
+        assert Invoice.objects.get(pk=invoice.pk).status == "draft"
+
+    def test_a_revert_is_refused_once_the_source_changed_the_status_again(self):
+        invoice = InvoiceFactory()
+        override = _approved(action="void", object_type="invoice", object_id=invoice.pk)
+        Invoice.objects.filter(pk=invoice.pk).update(status="deleted")
+
+        with pytest.raises(workflow.WorkflowError, match="is now deleted, not void") as refused:
+            workflow.override_revert(override, by=finance(), reason="undo")
+
+        assert refused.value.code == "stale"
+
+    def test_a_payment_voided_by_hand_gets_its_status_back(self):
+        invoice = InvoiceFactory()
+        payment = _paid_by(invoice, "20.00")
+        override = _approved(action="void", object_type="payment", object_id=payment.pk)
+        assert Payment.objects.get(pk=payment.pk).status == "void"
+
+        _reverted(override)
+
+        assert Payment.objects.get(pk=payment.pk).status == "completed"
+
+
+# --- fields that other values follow --------------------------------------------------------------------
+@pytest.mark.django_db
+class TestDependentValues:
+    def test_a_currency_whose_minor_unit_the_amounts_do_not_fit_is_refused_at_proposal(self):
+        invoice = InvoiceFactory(total=Decimal("120.50"), amount_due=Decimal("120.50"))
+
+        with pytest.raises(workflow.WorkflowError, match="JPY has 0 decimal places") as refused:
+            workflow.override_propose(
+                by=finance(),
+                action="set_field",
+                reason="x",
+                object_type="invoice",
+                object_id=invoice.pk,
+                field_name="currency",
+                after_value="JPY",
+            )
+        assert "120.50" in refused.value.message and "total" in refused.value.message
+
+    def test_a_currency_change_is_checked_again_when_applied(self):
+        invoice = InvoiceFactory(total=Decimal("120.00"), amount_due=Decimal("120.00"))
+        InvoiceLineFactory(
+            invoice=invoice,
+            line_number=1,
+            quantity=Decimal("0.5"),
+            unit_price=Decimal("1.5"),
+            total=Decimal("0.75"),
+        )
+        with pytest.raises(CorrectionError, match=r"line 1 total 0\.75") as refused:
+            corrections.document_field_set(
+                object_type="invoice",
+                object_id=invoice.pk,
+                field_name="currency",
+                value="JPY",
+                by=finance(),
+                reason="x",
+            )
+        assert refused.value.field == "currency"
+        invoice.refresh_from_db()
+        assert (invoice.currency, invoice.row_version) == ("GBP", 1)
+
+    def test_a_currency_the_amounts_fit_is_set(self):
+        invoice = InvoiceFactory(total=Decimal("120.00"), amount_due=Decimal("120.00"))
+        InvoiceLineFactory(invoice=invoice, line_number=1)
+        corrections.document_field_set(
+            object_type="invoice",
+            object_id=invoice.pk,
+            field_name="currency",
+            value="jpy",
+            by=None,
+            reason="x",
+        )
+        assert Invoice.objects.get(pk=invoice.pk).currency == "JPY"
+
+    @pytest.mark.parametrize(
+        ("status", "paid", "total", "expected"),
+        [
+            ("paid", "100.00", "150.00", ("partially_paid", "50.00", False)),
+            ("open", "0", "80.00", ("open", "80.00", False)),
+            ("partially_paid", "60.00", "60.00", ("paid", "0", True)),
+            ("void", "0", "80.00", ("void", "80.00", False)),
+        ],
+    )
+    def test_a_new_total_keeps_status_and_amount_due_in_step(self, status, paid, total, expected):
+        invoice = InvoiceFactory(
+            status=status,
+            total=Decimal("100.00"),
+            amount_paid=Decimal(paid),
+            amount_due=Decimal("100.00") - Decimal(paid),
+            paid_on_date=date(2026, 3, 30) if status == "paid" else None,
+        )
+        corrections.document_field_set(
+            object_type="invoice", object_id=invoice.pk, field_name="total", value=total, by=None, reason="x"
+        )
+        invoice.refresh_from_db()
+        assert (invoice.status, invoice.amount_due, invoice.paid_on_date is not None) == (
+            expected[0],
+            Decimal(expected[1]),
+            expected[2],
+        )
+
+    def test_amount_parsing_refuses_what_the_database_cannot_hold(self):
+        from connectors.base import ValidationError
+        from connectors.money import amount
+
+        for raw in ("1e999999", 10**30, "1000000000000000", "-1000000000000000"):
+            with pytest.raises(ValidationError, match="too large") as refused:
+                amount(raw, "GBP", field="total")
+            assert refused.value.field == "total"
+        assert amount("999999999999999.99", "GBP", field="total") == Decimal("999999999999999.99")
+        assert amount("999999999999999", "JPY", field="total") == Decimal("999999999999999")

@@ -161,6 +161,71 @@ def test_a_profile_policy_only_covers_invoices_from_its_source(mailoutbox):
     assert [m.to for m in mailoutbox] == [[mine.customer.email]]
 
 
+# --- a policy change never repeats a reminder ------------------------------------------------------------
+def test_a_shorter_cadence_does_not_repeat_the_overdue_reminder_just_sent(mailoutbox):
+    policy = make_policy(days_before_due=None, on_due_date=False, every_days_after=7, max_overdue_reminders=4)
+    invoice = InvoiceFactory()
+    assert run(date(2026, 4, 7)).sent == 1
+    policy.every_days_after = 5
+    policy.save()
+
+    sent = {day: run(day).sent for day in [date(2026, 4, d) for d in range(8, 21)]}
+
+    # the 5 April and 10 April dates fall within 5 days of 7 April's reminder; 15 April and 20 April do not
+    assert [day for day, count in sent.items() if count] == [date(2026, 4, 15), date(2026, 4, 20)]
+    assert len(mailoutbox) == 3
+    skipped = Reminder.objects.get(invoice=invoice, scheduled_for=date(2026, 4, 5))
+    assert skipped.state == Reminder.State.SKIPPED
+    assert skipped.reason == (
+        "the overdue reminder of 2026-04-07 (policy Standard) already went out; "
+        "the next overdue reminder waits until 5 days after it"
+    )
+
+
+def test_a_more_specific_policy_added_later_does_not_repeat_the_same_stage(mailoutbox):
+    make_policy(name="General", days_before_due=None, on_due_date=True, every_days_after=None)
+    invoice = InvoiceFactory(customer=CustomerFactory(group=""))
+    assert run(DUE).sent == 1
+    invoice.customer.group = "vip"
+    invoice.customer.save()
+    vip = make_policy(name="VIP", customer_group="vip", days_before_due=None, every_days_after=3)
+
+    assert run(date(2026, 4, 1)).sent == 0
+    assert run(date(2026, 4, 3)).sent == 1  # the VIP policy's first overdue reminder: another stage
+
+    assert len(mailoutbox) == 2
+    skipped = Reminder.objects.get(policy=vip, stage="on_due")
+    assert skipped.state == Reminder.State.SKIPPED
+    assert skipped.reason == "the due-date reminder of 2026-03-31 (policy General) already went out"
+
+
+def test_a_reminder_that_failed_under_the_old_policy_does_not_stop_the_new_one(mailoutbox):
+    general = make_policy(name="General", days_before_due=None, every_days_after=None)
+    invoice = InvoiceFactory(customer=CustomerFactory(group="vip"))
+    Reminder.objects.create(
+        policy=general, invoice=invoice, stage="on_due", scheduled_for=DUE, state="failed", reason="SMTP 451"
+    )
+    make_policy(name="VIP", customer_group="vip", days_before_due=None, every_days_after=None)
+
+    assert run(DUE).sent == 1
+
+
+def test_a_reminder_never_confirmed_under_the_old_policy_counts_as_sent(mailoutbox):
+    general = make_policy(name="General", days_before_due=None, every_days_after=None)
+    invoice = InvoiceFactory(customer=CustomerFactory(group="vip"))
+    Reminder.objects.create(
+        policy=general,
+        invoice=invoice,
+        stage="on_due",
+        scheduled_for=DUE,
+        state="failed",
+        reason=reminders.UNCONFIRMED,
+    )
+    make_policy(name="VIP", customer_group="vip", days_before_due=None, every_days_after=None)
+
+    assert run(DUE).sent == 0 and mailoutbox == []
+
+
 # --- what stops a reminder ----------------------------------------------------------------------------
 def bind(invoice, snapshot, *, platform="xero", name="acme-xero", **values) -> Binding:
     connection = ConnectionFactory(platform=platform, name=name)

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.utils import timezone
 
 from reconciliation import workflow
@@ -319,18 +320,22 @@ def test_approving_applies_it_and_resolves_the_exception():
     assert [h.state for h in override.history.all()][:3] == ["applied", "approved", "proposed"]
 
 
-def test_an_apply_that_fails_leaves_it_approved_with_the_error_and_writes_nothing():
+def test_an_apply_that_fails_leaves_it_approved_with_the_error_and_writes_nothing(monkeypatch):
     override = _propose_void(finance())
-    invoice = Invoice.objects.get(pk=override.object_id)
-    invoice.status = "void"  # voided at the source meanwhile
-    invoice.save()
+    real_void = workflow.corrections.document_void
+
+    def void_then_fail(**kwargs):
+        real_void(**kwargs)
+        raise workflow.CorrectionError("the ledger refused it")
+
+    monkeypatch.setattr(workflow.corrections, "document_void", void_then_fail)
     workflow.override_approve(override, by=accountant())
     override.refresh_from_db()
     assert override.state == Override.State.APPROVED
-    assert "already void" in override.apply_error
+    assert override.apply_error == "the ledger refused it"
     assert override.exception.state == S.IN_REVIEW
-    invoice.refresh_from_db()
-    assert invoice.row_version == 1
+    invoice = Invoice.objects.get(pk=override.object_id)
+    assert (invoice.status, invoice.row_version) == ("open", 1)
 
 
 def test_a_revert_is_a_new_proposal_that_needs_approval_and_undoes_the_change():
@@ -394,3 +399,387 @@ def test_two_approvals_at_once_apply_it_once():
     with pytest.raises(WorkflowError, match="already applied"):
         workflow.override_approve(stale, by=accountant())
     assert Invoice.objects.get(pk=override.object_id).row_version == 2
+
+
+# --- a proposal is applied only to the document it was made from ---------------------------------------
+def test_approving_a_field_the_source_changed_since_the_proposal_is_refused_as_stale():
+    invoice = InvoiceFactory(memo="PO 1")
+    override = workflow.override_propose(
+        by=finance(),
+        action="set_field",
+        reason="the PO changed",
+        object_type="invoice",
+        object_id=invoice.pk,
+        field_name="memo",
+        after_value="PO 2",
+    )
+    Invoice.objects.filter(pk=invoice.pk).update(memo="PO 3 from the source")
+
+    with pytest.raises(WorkflowError) as refused:
+        workflow.override_approve(override, by=accountant())
+
+    assert refused.value.code == "stale"
+    assert "memo is now 'PO 3 from the source'" in refused.value.message
+    assert "'PO 1'" in refused.value.message and "propose again" in refused.value.message
+    override.refresh_from_db()
+    assert (override.state, override.decided_by) == (Override.State.PROPOSED, None)
+    invoice.refresh_from_db()
+    assert (invoice.memo, invoice.row_version) == ("PO 3 from the source", 1)
+
+
+def test_an_amount_written_differently_is_not_a_change():
+    invoice = InvoiceFactory(total=Decimal("120.00"), amount_due=Decimal("120.00"))
+    override = workflow.override_propose(
+        by=finance(),
+        action="set_field",
+        reason="shipping",
+        object_type="invoice",
+        object_id=invoice.pk,
+        field_name="total",
+        after_value="125.00",
+    )
+    Override.objects.filter(pk=override.pk).update(before_value="120.00")  # same amount, other places
+
+    workflow.override_approve(override, by=accountant())
+
+    override.refresh_from_db()
+    assert override.state == Override.State.APPLIED, override.apply_error
+
+
+def test_approving_a_void_after_a_payment_arrived_is_refused_as_stale():
+    invoice = InvoiceFactory(total=Decimal("100.00"), amount_due=Decimal("100.00"))
+    override = _propose_void(finance(), exception=exception_for(invoice))
+    Invoice.objects.filter(pk=invoice.pk).update(
+        status="partially_paid", amount_paid=Decimal("60.00"), amount_due=Decimal("40.00")
+    )
+
+    with pytest.raises(WorkflowError, match="status is now 'partially_paid' \\(was 'open'\\)") as refused:
+        workflow.override_approve(override, by=accountant())
+
+    assert refused.value.code == "stale"
+    assert "amount_due is now '40.0000' (was '100.0000')" in refused.value.message
+    assert Invoice.objects.get(pk=invoice.pk).status == "partially_paid"
+
+
+def test_a_change_between_approval_and_apply_fails_the_apply_and_writes_nothing(monkeypatch):
+    invoice = InvoiceFactory(memo="PO 1")
+    override = workflow.override_propose(
+        by=finance(),
+        action="set_field",
+        reason="x",
+        object_type="invoice",
+        object_id=invoice.pk,
+        field_name="memo",
+        after_value="PO 2",
+    )
+    real_apply = workflow._apply
+
+    def pulled_meanwhile(override, *, by):
+        Invoice.objects.filter(pk=invoice.pk).update(memo="PO 3")
+        return real_apply(override, by=by)
+
+    monkeypatch.setattr(workflow, "_apply", pulled_meanwhile)
+    workflow.override_approve(override, by=accountant())
+
+    override.refresh_from_db()
+    assert override.state == Override.State.APPROVED
+    assert "memo is now 'PO 3'" in override.apply_error
+    # the stand-in for the pull ran inside the refused apply, so it was rolled back with it
+    assert Invoice.objects.get(pk=invoice.pk).memo == "PO 1"
+
+
+def test_accepting_a_difference_whose_amount_grew_past_the_limit_is_refused():
+    exception = exception_for(amount_at_risk=Decimal("0.04"))
+    override = workflow.override_propose(
+        by=finance(), action="accept_difference", reason="rounding", exception=exception, limit_amount="0.05"
+    )
+    ReconciliationException.objects.filter(pk=exception.pk).update(amount_at_risk=Decimal("9.00"))
+
+    with pytest.raises(WorkflowError, match="above the limit") as refused:
+        workflow.override_approve(override, by=accountant())
+
+    assert refused.value.code == "stale"
+    assert Override.objects.get(pk=override.pk).state == Override.State.PROPOSED
+
+
+# --- trying an apply again ----------------------------------------------------------------------------
+def _failed_apply(proposer) -> Override:
+    """An approved set-field override whose apply failed (the memo it sets was refused meanwhile)."""
+    invoice = InvoiceFactory(memo="PO 1")
+    override = workflow.override_propose(
+        by=proposer,
+        action="set_field",
+        reason="x",
+        object_type="invoice",
+        object_id=invoice.pk,
+        field_name="memo",
+        after_value="PO 2",
+    )
+    Override.objects.filter(pk=override.pk).update(
+        state=Override.State.APPROVED, decided_by=accountant(), apply_error="the database was down"
+    )
+    override.refresh_from_db()
+    return override
+
+
+def test_the_proposer_cannot_apply_their_own_override_on_a_retry():
+    proposer = accountant()
+    override = _failed_apply(proposer)
+
+    with pytest.raises(FourEyesError):
+        workflow.override_apply(override, by=proposer)
+
+    override.refresh_from_db()
+    assert override.state == Override.State.APPROVED
+    assert Invoice.objects.get(pk=override.object_id).memo == "PO 1"
+    workflow.override_apply(override, by=accountant())
+    assert Invoice.objects.get(pk=override.object_id).memo == "PO 2"
+
+
+def test_a_retry_after_the_expiry_is_refused():
+    override = _failed_apply(finance())
+
+    with (
+        time_machine.travel(timezone.now() + timedelta(days=8)),
+        pytest.raises(WorkflowError, match="expired") as refused,
+    ):
+        workflow.override_apply(override, by=accountant())
+
+    assert refused.value.code == "expired"
+    assert Invoice.objects.get(pk=override.object_id).memo == "PO 1"
+
+
+def test_a_retry_on_a_document_that_changed_is_refused_as_stale():
+    override = _failed_apply(finance())
+    Invoice.objects.filter(pk=override.object_id).update(memo="PO 3")
+
+    with pytest.raises(WorkflowError, match="memo is now 'PO 3'") as refused:
+        workflow.override_apply(override, by=accountant())
+
+    assert refused.value.code == "stale"
+    assert Invoice.objects.get(pk=override.object_id).memo == "PO 3"
+
+
+# --- accepting a difference needs an amount ------------------------------------------------------------
+def test_accepting_a_difference_on_an_exception_with_no_amount_is_refused():
+    exception = exception_for(kind="date_mismatch", amount_at_risk=None)
+
+    with pytest.raises(WorkflowError, match="no amount at risk") as refused:
+        workflow.override_propose(
+            by=finance(), action="accept_difference", reason="a day", exception=exception, limit_amount="0"
+        )
+
+    assert refused.value.code == "invalid_value"
+    assert "ignore it" in refused.value.message
+    assert not Override.objects.exists()
+
+
+def _accepted(exception, limit: str) -> Override:
+    # as an override accepted before amounts were required: applied, with a limit
+    return Override.objects.create(
+        exception=exception,
+        object_type=exception.object_type,
+        object_id=exception.object_id,
+        action=Override.Action.ACCEPT_DIFFERENCE,
+        state=Override.State.APPLIED,
+        limit_amount=Decimal(limit),
+        reason="accepted",
+        proposed_by=finance(),
+        decided_by=accountant(),
+        expires_at=timezone.now() + timedelta(days=1),
+        applied_at=timezone.now(),
+    )
+
+
+def _date_finding(invoice, ledger_date: str):
+    from reconciliation import rules
+
+    doc = rules.Document(
+        "invoice",
+        invoice.pk,
+        {"number": invoice.number, "currency": "GBP", "issue_date": "2026-03-01", "total": "120.00"},
+    )
+    copy = rules.Copy(
+        connection_id=invoice.source_connection_id,
+        connection_name="QB",
+        values={"issue_date": ledger_date},
+        external_id="9",
+    )
+    finding = rules.dates(doc, copy, rules.Tolerances())
+    assert finding is not None and finding.amount_at_risk is None
+    return finding
+
+
+def test_an_accepted_difference_never_covers_a_finding_with_no_amount():
+    from reconciliation.services import findings_record
+
+    invoice = InvoiceFactory()
+    judged = {(invoice.pk, invoice.source_connection_id): {"date"}}
+    findings_record("invoice", [_date_finding(invoice, "2026-03-02")], judged=judged)
+    exception = ReconciliationException.objects.get()
+    _accepted(exception, "0")
+    ReconciliationException.objects.filter(pk=exception.pk).update(state=S.RESOLVED)
+
+    outcome = findings_record("invoice", [_date_finding(invoice, "2025-01-01")], judged=judged)
+
+    exception.refresh_from_db()
+    assert exception.state == S.OPEN
+    assert (outcome.accepted, outcome.reopened) == (0, 1)
+
+
+def test_an_accepted_difference_covers_an_amount_within_its_limit_only():
+    from reconciliation import rules
+    from reconciliation.services import findings_record
+
+    invoice = InvoiceFactory()
+    doc = rules.Document(
+        "invoice", invoice.pk, {"number": invoice.number, "currency": "GBP", "total": "120.00"}
+    )
+
+    def finding(ledger_total: str):
+        copy = rules.Copy(
+            connection_id=invoice.source_connection_id,
+            connection_name="QB",
+            values={"total": ledger_total},
+            external_id="9",
+        )
+        found = rules.amount(doc, copy, rules.Tolerances())
+        assert found is not None
+        return found
+
+    judged = {(invoice.pk, invoice.source_connection_id): {"amount"}}
+    findings_record("invoice", [finding("119.96")], judged=judged)
+    exception = ReconciliationException.objects.get()
+    _accepted(exception, "0.05")
+    ReconciliationException.objects.filter(pk=exception.pk).update(state=S.RESOLVED)
+
+    assert findings_record("invoice", [finding("120.05")], judged=judged).accepted == 1
+    assert ReconciliationException.objects.get().state == S.RESOLVED
+    assert findings_record("invoice", [finding("120.06")], judged=judged).reopened == 1
+    assert ReconciliationException.objects.get().state == S.OPEN
+
+
+# --- bad input is refused naming the field --------------------------------------------------------------
+@pytest.mark.parametrize("connection", ["abc", [1], 10**30, -1, 0, True, 1.5, None])
+def test_force_match_with_a_bad_connection_names_it(connection):
+    with pytest.raises(WorkflowError) as refused:
+        workflow.override_propose(
+            by=finance(),
+            action="force_match",
+            reason="x",
+            exception=exception_for(),
+            after_value={"connection": connection, "external_id": "QB-1"},
+        )
+    assert refused.value.code == "invalid_value"
+    assert "connection" in refused.value.message and repr(connection) in refused.value.message
+
+
+@pytest.mark.parametrize("destination", ["abc", [1], 10**30, -1, {"id": 1}])
+def test_repush_with_a_bad_destination_names_it(destination):
+    with pytest.raises(WorkflowError) as refused:
+        workflow.override_propose(
+            by=finance(),
+            action="repush",
+            reason="x",
+            exception=exception_for(),
+            after_value={"destination": destination},
+        )
+    assert refused.value.code == "invalid_value"
+    assert f"destination {destination!r}" in refused.value.message
+
+
+@pytest.mark.parametrize("object_id", ["abc", 10**30, -3, [1]])
+def test_a_bad_document_id_names_it(object_id):
+    with pytest.raises(WorkflowError, match="object_id") as refused:
+        workflow.override_propose(
+            by=finance(), action="void", reason="x", object_type="invoice", object_id=object_id
+        )
+    assert refused.value.code == "invalid_value"
+
+
+@pytest.mark.parametrize(
+    ("field_name", "value", "message"),
+    [
+        ("total", "1e999999", "total '1e999999' is too large"),
+        ("total", 10**30, "total 1000000000000000000000000000000 is too large"),
+        ("subtotal", "1000000000000000", "subtotal '1000000000000000' is too large"),
+        ("tax_total", "-1e999999", "tax_total '-1e999999' is too large"),
+        ("exchange_rate", "1e999999", "exchange_rate '1e999999' is too large"),
+        ("exchange_rate", "1.123456789", "exchange_rate '1.123456789' has more than 8 decimal places"),
+    ],
+)
+def test_an_amount_the_database_cannot_hold_is_refused_at_proposal(field_name, value, message):
+    with pytest.raises(WorkflowError, match=message) as refused:
+        workflow.override_propose(
+            by=finance(),
+            action="set_field",
+            reason="x",
+            exception=exception_for(),
+            field_name=field_name,
+            after_value=value,
+        )
+    assert refused.value.code == "invalid_value"
+
+
+def test_the_largest_amount_the_database_holds_is_accepted():
+    override = workflow.override_propose(
+        by=finance(),
+        action="set_field",
+        reason="x",
+        exception=exception_for(),
+        field_name="total",
+        after_value="999999999999999.99",
+    )
+    assert override.after_value == "999999999999999.99"
+
+
+# --- reverts --------------------------------------------------------------------------------------------
+def test_a_revert_cannot_be_proposed_twice_even_at_the_same_moment():
+    override = _propose_void(finance())
+    workflow.override_approve(override, by=accountant())
+    stale = Override.objects.get(pk=override.pk)
+    workflow.override_revert(override, by=finance(), reason="not a duplicate")
+    with pytest.raises(WorkflowError, match="already waiting") as refused:
+        workflow.override_revert(stale, by=finance(), reason="not a duplicate either")
+    assert refused.value.code == "already_proposed"
+    assert Override.objects.filter(reverts=override).count() == 1
+
+
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="needs row locks that wait (PostgreSQL)",
+)
+@pytest.mark.django_db(transaction=True)
+def test_two_revert_proposals_in_parallel_leave_one():
+    import threading
+    import time
+
+    from django.apps import apps
+    from django.db import connections, transaction
+
+    from sync import roles
+
+    roles.apply_roles(apps)  # transactional tests flush the groups the migration made
+    override = _propose_void(finance())
+    workflow.override_approve(override, by=accountant())
+    first_clerk, second_clerk = finance(), finance()
+    outcome: list[str] = []
+
+    def second() -> None:
+        try:
+            workflow.override_revert(Override.objects.get(pk=override.pk), by=second_clerk, reason="second")
+            outcome.append("proposed")
+        except WorkflowError as exc:
+            outcome.append(exc.code)
+        finally:
+            connections.close_all()
+
+    with transaction.atomic():
+        workflow.override_revert(override, by=first_clerk, reason="first")
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)  # let the second proposal reach the original row while the first holds it
+    thread.join(timeout=30)
+
+    assert outcome == ["already_proposed"]
+    assert Override.objects.filter(reverts=override).count() == 1
