@@ -209,7 +209,9 @@ def after_write(
     connection: Any, job: SyncJob, object_type: str, ok: list[Record], written: WriteResult
 ) -> None:
     """Flag what the documents say is wrong, and resolve what a clean import shows is fixed."""
-    keys = [record.external_id for record in ok]
+    # exceptions name a document by its number (reference for payments) or, when it has none yet, by its
+    # id at the source: the two differ on every platform but CSV
+    keys = list({*(record.external_id for record in ok), *(_number(record) for record in ok)} - {""})
     still_unmatched = {
         getattr(r, "number", "") or getattr(r, "reference", "") for r, _ in written.unmatched_allocations
     }
@@ -228,7 +230,7 @@ def after_write(
     documents = {doc.number if hasattr(doc, "number") else doc.reference: doc for doc in written.documents}
     mismatch_clean = []
     for record in ok:
-        document = documents.get(record.external_id)
+        document = documents.get(_number(record))
         if document is None:
             continue
         fingerprint = exception_fingerprint(Kind.TOTAL_MISMATCH, object_type, document.pk)
@@ -263,6 +265,10 @@ def after_write(
         _unmatched(connection, job, record, invoice_number)
     for record, payment in written.unallocated_payments:
         _unmatched(connection, job, record, "", document=payment)
+
+
+def _number(record: Record) -> str:
+    return getattr(record, "number", "") or getattr(record, "reference", "")
 
 
 def _unmatched(

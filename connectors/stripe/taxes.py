@@ -106,12 +106,12 @@ def line_tax_rates(document: Mapping[str, Any], lines: Sequence[Any]) -> list[De
             low, high = max(common[0], tax.bounds[0]), min(common[1], tax.bounds[1])
             # amounts that no single rate explains: each tax is read on its own
             shared[tax.rate_id] = (low, high) if low <= high else None
-    rates = []
-    for line, entries in zip(lines, taxes, strict=True):
+    rates: list[Decimal | None] = []
+    for index, (line, entries) in enumerate(zip(lines, taxes, strict=True)):
         if entries:
             rates.append(_combined([(tax, _tax_rate(tax, shared)) for tax in entries]))
         else:  # no tax on the line: the rates it lists, if any, say how it is taxed
-            listed = _listed_rates(line, f"lines.data[{len(rates)}]")
+            listed = _listed_rates(line, f"lines.data[{index}]")
             rates.append(sum(listed, Decimal(0)) if listed else None)
     return rates
 
