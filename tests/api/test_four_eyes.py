@@ -70,7 +70,7 @@ def invoice():
 
 
 def test_an_integration_admin_linking_two_people_approves_nothing(integrator, clerk, accountant, invoice):
-    """The reviewed attack: one integration admin links a clerk to client A and an accountant to client B,
+    """One integration admin links a clerk to client A and an accountant to client B,
     proposes through A and approves through B. The links wait for confirmation, so B cannot decide."""
     client_a, token_a = api_client_create(name="A", scopes=PROPOSE_SCOPES, person=clerk, by=integrator)
     client_b, token_b = api_client_create(name="B", scopes=APPROVE_SCOPES, person=accountant, by=integrator)
