@@ -1394,7 +1394,12 @@ class Pusher:
             op,
             Kind.MAPPING_MISSING,
             f"{document_label(op.object_type, document)} is waiting: {exc.problems[0].message}",
-            f"{exc}. Add the mapping at {where}; the document goes through on the next run.",
+            f"{exc}. "
+            + (
+                "Correct the rate at the source; the document goes through on the next run."
+                if all(problem.kind == "tax_rate" for problem in exc.problems)
+                else f"Add the mapping at {where}; the document goes through on the next run."
+            ),
             document=document,
             severity=Severity.MEDIUM,
             details={"problems": problems, "mapping_url": where},

@@ -226,6 +226,8 @@ def test_an_invoice_with_tax_but_no_rate_waits_and_the_rest_of_the_batch_goes(li
     tax = unrated.lines[0].tax_amount
     assert f"Invoice INV-UNRATED is waiting: line 1 carries tax {tax} but no tax rate" in exception.title
     assert exception.details["problems"][0]["kind"] == "tax_rate"
+    assert "Correct the rate at the source" in exception.message
+    assert "Add the mapping" not in exception.message
     assert exception.amount_at_risk == unrated.total
     kind, field = ("Invoice", "DocNumber") if platform == "quickbooks" else ("invoice", "InvoiceNumber")
     assert not [r for r in engine.live_records(platform, kind) if "UNRATED" in str(r.get(field))]
