@@ -73,7 +73,7 @@ from connectors.money import (
     to_minor_units,
 )
 from connectors.stripe.client import KEY_PREFIXES, PRODUCTION_URL, TEST_MODE_LIMITS, StripeClient
-from connectors.stripe.taxes import line_tax_rates
+from connectors.stripe.taxes import array_field, expandable_id, line_tax_rates
 
 REFERENCE_KEY = "ledgerlink_reference"
 EVENT_WINDOW = timedelta(days=29)  # events are kept 30 days; a day's margin for clock skew and paging
@@ -290,7 +290,7 @@ class StripeConnector(Connector):
         invoice = self.client.post(
             "invoices", payload["invoice"], idempotency_key=f"{idempotency_key}:invoice"
         )
-        customer = _id(invoice.get("customer"))
+        customer = expandable_id(invoice.get("customer"))
         for index, item in enumerate(payload.get("items", ())):
             self.client.post(
                 "invoiceitems",
@@ -494,7 +494,7 @@ class StripeConnector(Connector):
     def _invoice_payments(self, raw: dict[str, Any]) -> list[dict[str, Any]]:
         """The invoice_payments of a charge's PaymentIntent: since the 2025-03-31 API a charge no longer
         names its invoice, and invoice_payments can be filtered by PaymentIntent only."""
-        intent = _id(raw.get("payment_intent")) if raw.get("object") == "charge" else raw.get("id")
+        intent = expandable_id(raw.get("payment_intent")) if raw.get("object") == "charge" else raw.get("id")
         if not intent:
             return []
         params = {"payment": {"type": "payment_intent", "payment_intent": intent}, "expand": ["data.invoice"]}
@@ -579,7 +579,7 @@ def parse_payment(
         details = _mapping(raw.get("payment_method_details"))
         return PaymentRecord(
             **common,
-            reference=_id(raw.get("payment_intent")) or str(raw.get("id") or ""),
+            reference=expandable_id(raw.get("payment_intent")) or str(raw.get("id") or ""),
             customer=_payer(raw),
             amount=_minor(raw, amount_key, currency),
             allocations=allocations,
@@ -596,7 +596,7 @@ def parse_payment(
         if status is None:
             raise ValidationError("unknown refund status", field="status", value=raw.get("status"))
         fee, settlement = _fee(raw.get("balance_transaction"), currency)
-        charge = _id(raw.get("charge")) or _id(raw.get("payment_intent"))
+        charge = expandable_id(raw.get("charge")) or expandable_id(raw.get("payment_intent"))
         reason = f" ({raw['reason']})" if raw.get("reason") else ""
         return PaymentRecord(
             **common,
@@ -627,12 +627,12 @@ def parse_payment(
                 **common,
                 "transaction_date": _date(paid_at or raw.get("created"), "status_transitions.paid_at"),
             },
-            reference=_id(processor) or str(raw.get("id") or ""),
+            reference=expandable_id(processor) or str(raw.get("id") or ""),
             customer=None,
             amount=_allocation(raw, currency, "").amount,
             allocations=(_allocation(raw, currency, ""),),
             status=status,
-            processor_transaction_id=_id(charge) or _id(processor),
+            processor_transaction_id=expandable_id(charge) or expandable_id(processor),
             fee=fee,
             memo=settlement,
         )
@@ -649,7 +649,7 @@ def parse_payment(
         amount=_minor(raw, "amount_received" if status == "completed" else "amount", currency),
         allocations=allocations,
         status=status,
-        processor_transaction_id=_id(charge) or str(raw.get("id") or ""),
+        processor_transaction_id=expandable_id(charge) or str(raw.get("id") or ""),
         fee=fee,
         memo="; ".join(part for part in (str(raw.get("description") or ""), settlement) if part),
     )
@@ -674,7 +674,7 @@ def parse_credit_note(raw: Mapping[str, Any]) -> CreditNoteRecord:
     refunded = sum(
         (
             _minor(item, "amount_refunded", currency, field=f"refunds[{index}].amount_refunded")
-            for index, item in enumerate(_items(raw, "refunds"))
+            for index, item in enumerate(array_field(raw, "refunds"))
             if isinstance(item, Mapping)
         ),
         Decimal(0),
@@ -692,7 +692,7 @@ def parse_credit_note(raw: Mapping[str, Any]) -> CreditNoteRecord:
     allocations = ()
     if pre > 0 and invoice:
         number = str(invoice.get("number") or "") if isinstance(invoice, Mapping) else ""
-        allocations = (AllocationRecord(number, pre, issued, invoice_external_id=_id(invoice)),)
+        allocations = (AllocationRecord(number, pre, issued, invoice_external_id=expandable_id(invoice)),)
     return CreditNoteRecord(
         external_id=str(raw.get("id") or ""),
         number=str(raw.get("number") or raw.get("id") or ""),
@@ -723,7 +723,7 @@ def parse_payout(raw: Mapping[str, Any], *, transactions: Sequence[Mapping[str, 
             PayoutLineRecord(
                 external_id=str(txn.get("id") or ""),
                 kind=str(txn.get("type") or ""),
-                source_id=_id(txn.get("source")),
+                source_id=expandable_id(txn.get("source")),
                 amount=_minor(txn, "amount", txn_currency, field=f"{field}.amount"),
                 fee=_minor(txn, "fee", txn_currency, field=f"{field}.fee"),
                 net=_minor(txn, "net", txn_currency, field=f"{field}.net"),
@@ -793,7 +793,7 @@ def _line(raw: Any, currency: str, index: int, field: str, tax_rate: Decimal | N
     discounts = sum(
         (
             _minor(item, "amount", currency, field=f"{field}.discount_amounts")
-            for item in _items(raw, "discount_amounts", field)
+            for item in array_field(raw, "discount_amounts", field)
             if isinstance(item, Mapping)
         ),
         Decimal(0),
@@ -824,7 +824,7 @@ def _line(raw: Any, currency: str, index: int, field: str, tax_rate: Decimal | N
         tax_amount=taxes,
         total=subtotal + taxes,
         tax_rate=tax_rate,
-        item_code=_id(details.get("product")) or _id(details.get("price"))
+        item_code=expandable_id(details.get("product")) or expandable_id(details.get("price"))
         if isinstance(details, Mapping)
         else "",
         line_number=index + 1,
@@ -835,7 +835,7 @@ def _line_taxes(raw: Mapping[str, Any], currency: str, field: str) -> tuple[Deci
     """(all tax, the part already inside `amount`) of a line: `taxes` now, `tax_amounts` before 2025."""
     total = inclusive = _zero(currency)
     for key in ("taxes", "tax_amounts"):
-        entries = _items(raw, key, field)
+        entries = array_field(raw, key, field)
         if not entries:
             continue
         for index, tax in enumerate(entries):
@@ -849,7 +849,7 @@ def _line_taxes(raw: Mapping[str, Any], currency: str, field: str) -> tuple[Deci
 
 def _tax_sum(raw: Mapping[str, Any], keys: tuple[str, ...], currency: str, legacy_key: str = "") -> Decimal:
     for key in keys:
-        entries = _items(raw, key)
+        entries = array_field(raw, key)
         if entries:
             return sum(
                 (
@@ -871,7 +871,7 @@ def _allocation(raw: Mapping[str, Any], currency: str, field: str) -> Allocation
         invoice_number=str(invoice.get("number") or "") if isinstance(invoice, Mapping) else "",
         amount=_minor(raw, key, currency, field=f"{field}.{key}".lstrip(".")),
         allocated_on=_date(paid_at, "status_transitions.paid_at") if paid_at else None,
-        invoice_external_id=_id(invoice),
+        invoice_external_id=expandable_id(invoice),
     )
 
 
@@ -883,20 +883,22 @@ def _fee(txn: Any, currency: str) -> tuple[Decimal | None, str]:
     fee = _minor(txn, "fee", settled, field="balance_transaction.fee")
     net = _minor(txn, "net", settled, field="balance_transaction.net")
     if settled != currency:  # the fee is in the settlement currency: keep it out of a payment in another
-        return None, f"settled as {net} {settled} net of {fee} {settled} fees ({_id(txn)})"
-    return fee, f"net {net} {settled} ({_id(txn)})"
+        return None, f"settled as {net} {settled} net of {fee} {settled} fees ({expandable_id(txn)})"
+    return fee, f"net {net} {settled} ({expandable_id(txn)})"
 
 
 def _invoice_customer(raw: Mapping[str, Any]) -> CustomerRecord:
     customer = raw.get("customer")
     expanded = customer if isinstance(customer, Mapping) else {}
-    tax_ids = [item.get("value") for item in _items(raw, "customer_tax_ids") if isinstance(item, Mapping)]
+    tax_ids = [
+        item.get("value") for item in array_field(raw, "customer_tax_ids") if isinstance(item, Mapping)
+    ]
     email = str(raw.get("customer_email") or expanded.get("email") or "")
     return CustomerRecord(
-        name=str(raw.get("customer_name") or expanded.get("name") or email or _id(customer)),
+        name=str(raw.get("customer_name") or expanded.get("name") or email or expandable_id(customer)),
         email=email,
         tax_number=str(tax_ids[0] or "") if tax_ids else "",
-        external_id=_id(customer),
+        external_id=expandable_id(customer),
     )
 
 
@@ -904,7 +906,9 @@ def _customer_ref(customer: Any) -> CustomerRecord:
     expanded = customer if isinstance(customer, Mapping) else {}
     email = str(expanded.get("email") or "")
     return CustomerRecord(
-        name=str(expanded.get("name") or email or _id(customer)), email=email, external_id=_id(customer)
+        name=str(expanded.get("name") or email or expandable_id(customer)),
+        email=email,
+        external_id=expandable_id(customer),
     )
 
 
@@ -916,7 +920,9 @@ def _payer(raw: Mapping[str, Any]) -> CustomerRecord | None:
     if not (name or email or customer):
         return None
     return CustomerRecord(
-        name=str(name or email or _id(customer)), email=str(email), external_id=_id(customer)
+        name=str(name or email or expandable_id(customer)),
+        email=str(email),
+        external_id=expandable_id(customer),
     )
 
 
@@ -997,21 +1003,3 @@ def _text(value: Any) -> str:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _items(raw: Mapping[str, Any], key: str, prefix: str = "") -> list[Any]:
-    """An array field (absent or null: empty); anything else is refused."""
-    value = raw.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        field = f"{prefix}.{key}" if prefix else key
-        raise ValidationError(f"{field} is not an array", field=field, value=value)
-    return value
-
-
-def _id(value: Any) -> str:
-    """An expandable field's id, whether it came as a string or as the expanded object."""
-    if isinstance(value, Mapping):
-        return str(value.get("id") or "")
-    return str(value or "")

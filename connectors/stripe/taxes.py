@@ -143,7 +143,7 @@ def _combined(rated: list[tuple[Tax, Decimal | None]]) -> Decimal | None:
 
 def _line_taxes(line: Mapping[str, Any], field: str, known: Mapping[str, tuple[Decimal, ...]]) -> list[Tax]:
     for key in ("taxes", "tax_amounts"):
-        entries = _array(line, key, field)
+        entries = array_field(line, key, field)
         if entries:
             return [_tax(entry, f"{field}.{key}[{index}]", known) for index, entry in enumerate(entries)]
     return []
@@ -153,7 +153,7 @@ def _tax(entry: Any, field: str, known: Mapping[str, tuple[Decimal, ...]]) -> Ta
     if not isinstance(entry, Mapping):
         raise ValidationError(f"{field} is not an object", field=field, value=entry)
     rate = _rate_of(entry)
-    rate_id = _id(rate)
+    rate_id = expandable_id(rate)
     stated = _percentages(rate, f"{field}.tax_rate") if isinstance(rate, Mapping) else ()
     return Tax(
         amount=_units(entry.get("amount"), f"{field}.amount"),
@@ -176,32 +176,32 @@ def _expanded_rates(document: Mapping[str, Any], lines: Sequence[Any]) -> dict[s
     """Every tax rate the document carries expanded, by id."""
     found: list[tuple[Any, str]] = [
         (rate, f"default_tax_rates[{index}]")
-        for index, rate in enumerate(_array(document, "default_tax_rates"))
+        for index, rate in enumerate(array_field(document, "default_tax_rates"))
     ]
     for key in ("total_taxes", "total_tax_amounts"):
         found += [
             (_rate_of(entry), f"{key}[{index}].tax_rate")
-            for index, entry in enumerate(_array(document, key))
+            for index, entry in enumerate(array_field(document, key))
             if isinstance(entry, Mapping)
         ]
     for number, line in enumerate(lines):
         if not isinstance(line, Mapping):
             continue
         field = f"lines.data[{number}]"
-        listed = _array(line, "tax_rates", field)
+        listed = array_field(line, "tax_rates", field)
         found += [(rate, f"{field}.tax_rates[{index}]") for index, rate in enumerate(listed)]
         for key in ("taxes", "tax_amounts"):
             found += [
                 (_rate_of(entry), f"{field}.{key}[{index}].tax_rate")
-                for index, entry in enumerate(_array(line, key, field))
+                for index, entry in enumerate(array_field(line, key, field))
                 if isinstance(entry, Mapping)
             ]
     known: dict[str, tuple[Decimal, ...]] = {}
     for rate, field in found:
-        if isinstance(rate, Mapping) and _id(rate):
+        if isinstance(rate, Mapping) and expandable_id(rate):
             percentages = _percentages(rate, field)
             if percentages:
-                known.setdefault(_id(rate), percentages)
+                known.setdefault(expandable_id(rate), percentages)
     return known
 
 
@@ -209,7 +209,7 @@ def _listed_rates(line: Any, field: str) -> list[Decimal]:
     if not isinstance(line, Mapping):
         return []
     listed = []
-    for index, rate in enumerate(_array(line, "tax_rates", field)):
+    for index, rate in enumerate(array_field(line, "tax_rates", field)):
         percentages = _percentages(rate, f"{field}.tax_rates[{index}]") if isinstance(rate, Mapping) else ()
         if not percentages:
             return []
@@ -236,7 +236,8 @@ def _units(value: Any, field: str, *, optional: bool = False) -> Any:
     return value
 
 
-def _array(raw: Mapping[str, Any], key: str, prefix: str = "") -> list[Any]:
+def array_field(raw: Mapping[str, Any], key: str, prefix: str = "") -> list[Any]:
+    """An array field (absent or null: empty); anything else is refused."""
     value = raw.get(key)
     if value is None:
         return []
@@ -246,7 +247,8 @@ def _array(raw: Mapping[str, Any], key: str, prefix: str = "") -> list[Any]:
     return value
 
 
-def _id(value: Any) -> str:
+def expandable_id(value: Any) -> str:
+    """An expandable field's id, whether it came as a string or as the expanded object."""
     if isinstance(value, Mapping):
         return str(value.get("id") or "")
-    return value if isinstance(value, str) else ""
+    return str(value or "")
