@@ -101,7 +101,10 @@ def test_payments_and_credit_notes_read(platform, object_type, name):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("nosuch", "invoice"), "unknown platform 'nosuch'; known platforms: api, csv, quickbooks, stripe, xero"),
+        (
+            ("nosuch", "invoice"),
+            "unknown platform 'nosuch'; known platforms: api, csv, quickbooks, stripe, xero",
+        ),
         (("stripe", "widget"), "does not read 'widget'"),
     ],
 )
