@@ -3,7 +3,6 @@ when an action runs, read-only inlines, money columns."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,18 +34,6 @@ def document_admin_url(object_type: str, object_id: int | None) -> str:
 
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=True)
-
-
-def _service(dotted: str) -> Callable[..., Any] | None:
-    """`module.function`, looked up when called (so tests can swap it), or None while it is missing."""
-    module_name, _, name = dotted.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise  # the service is there but broken: show that, not "missing"
-        return None
-    return getattr(module, name, None)
 
 
 class Outcomes:
@@ -89,12 +76,6 @@ class Outcomes:
             model_admin.message_user(
                 request, f"{len(self.failed)} failed: {'; '.join(self.failed)}", messages.ERROR
             )
-
-
-def _service_missing(model_admin: admin.ModelAdmin, request: HttpRequest, dotted: str) -> None:
-    model_admin.message_user(
-        request, f"Nothing done: the service {dotted} is not installed in this version.", messages.ERROR
-    )
 
 
 def _pretty(value: Any) -> str:

@@ -12,7 +12,8 @@ from django.utils.html import format_html, format_html_join
 from rangefilter.filters import DateRangeFilterBuilder
 
 from connectors.models import HttpExchange
-from sync.admin.base import Outcomes, ReadOnlyInline, _link, _service, _service_missing, document_admin_url
+from sync import jobs as sync_jobs
+from sync.admin.base import Outcomes, ReadOnlyInline, _link, document_admin_url
 from sync.models import SyncAttempt, SyncCursor, SyncJob
 
 
@@ -116,42 +117,30 @@ class SyncJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run again now", permissions=["change"])
     def run_again(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> None:
-        job_rerun = _service("sync.jobs.job_rerun")
-        if job_rerun is None:
-            _service_missing(self, request, "sync.jobs.job_rerun")
-            return
         outcomes = Outcomes("Queued again")
         outcomes.run(
             queryset,
-            lambda job: job_rerun(job, user=request.user),
+            lambda job: sync_jobs.job_rerun(job, user=request.user),
             lambda job, new: f"#{job.pk} as #{new.pk}" if new is not None else None,
         )
         outcomes.report(self, request, skipped_reason="not queued again")
 
     @admin.action(description="Cancel", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> None:
-        job_cancel = _service("sync.jobs.job_cancel")
-        if job_cancel is None:
-            _service_missing(self, request, "sync.jobs.job_cancel")
-            return
         outcomes = Outcomes("Cancelled")
         outcomes.run(
             queryset,
-            lambda job: job_cancel(job, user=request.user),
+            lambda job: sync_jobs.job_cancel(job, user=request.user),
             lambda job, cancelled: f"#{job.pk}" if cancelled else None,
         )
         outcomes.report(self, request, skipped_reason="not cancelled (already finished)")
 
     @admin.action(description="Retry failed items", permissions=["change"])
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[SyncJob]) -> None:
-        operations_retry = _service("sync.jobs.operations_retry")
-        if operations_retry is None:
-            _service_missing(self, request, "sync.jobs.operations_retry")
-            return
         outcomes = Outcomes("Retrying")
         outcomes.run(
             queryset,
-            lambda job: operations_retry(job, user=request.user),
+            lambda job: sync_jobs.operations_retry(job, user=request.user),
             lambda job, new: f"failed items of #{job.pk} as #{new.pk}" if new is not None else None,
         )
         outcomes.report(self, request, skipped_reason="with nothing to retry")

@@ -15,7 +15,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from sync.admin.base import Outcomes, _service, _service_missing
+from sync import reference
+from sync.admin.base import Outcomes
 from sync.models import MappingRow, MappingSet, ReferenceData
 from sync.selectors import reference_data_by_kind
 
@@ -191,15 +192,11 @@ class MappingSetAdmin(SimpleHistoryAdmin):
         return [refresh, *super().get_urls()]
 
     def _refresh(self, request: HttpRequest, mapping_sets: Iterable[MappingSet]) -> None:
-        refresh = _service("sync.reference.reference_data_refresh")
-        if refresh is None:
-            _service_missing(self, request, "sync.reference.reference_data_refresh")
-            return
         connections = {m.destination_id: m.destination for m in mapping_sets if m.destination_id}
         outcomes = Outcomes("Reference data refreshed")
         outcomes.run(
             connections.values(),
-            refresh,
+            lambda connection: reference.reference_data_refresh(connection),
             lambda connection, counts: f"{connection.name}: {_refresh_summary(counts or {})}",
         )
         if not connections:

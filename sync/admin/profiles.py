@@ -13,7 +13,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from simple_history.admin import SimpleHistoryAdmin
 
-from sync.admin.base import Outcomes, _json, _service, _service_missing, document_admin_url
+from sync import jobs as sync_jobs
+from sync import preview
+from sync.admin.base import Outcomes, _json, document_admin_url
 from sync.models import SyncProfile
 
 
@@ -32,24 +34,18 @@ class SyncProfileAdmin(SimpleHistoryAdmin):
 
     @admin.action(description="Run now", permissions=["run"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[SyncProfile]) -> None:
-        job_enqueue = _service("sync.jobs.job_enqueue")
-        if job_enqueue is None:
-            _service_missing(self, request, "sync.jobs.job_enqueue")
-            return
         outcomes = Outcomes("Queued")
         outcomes.run(
             queryset,
-            lambda profile: job_enqueue(kind="sync", trigger="manual", profile=profile, user=request.user),
+            lambda profile: sync_jobs.profile_run(profile, user=request.user),
             lambda profile, job: f"{profile.name} as job #{job.pk}" if job is not None else None,
         )
         outcomes.report(self, request, skipped_reason="not queued (already queued or running)")
 
     @admin.action(description="Reconcile now: compare source and destination", permissions=["run"])
     def reconcile_now(self, request: HttpRequest, queryset: QuerySet[SyncProfile]) -> None:
-        reconcile_enqueue = _service("reconciliation.services.reconcile_enqueue")
-        if reconcile_enqueue is None:
-            _service_missing(self, request, "reconciliation.services.reconcile_enqueue")
-            return
+        from reconciliation.services import reconcile_enqueue  # the screen offers it; sync does not need it
+
         outcomes = Outcomes("Queued")
         outcomes.run(
             queryset,
@@ -77,15 +73,11 @@ class SyncProfileAdmin(SimpleHistoryAdmin):
         return self._dry_run_response(request, [profile])
 
     def _dry_run_response(self, request: HttpRequest, profiles: list[SyncProfile]) -> HttpResponse | None:
-        profile_preview = _service("sync.preview.profile_preview")
-        if profile_preview is None:
-            _service_missing(self, request, "sync.preview.profile_preview")
-            return None
         sections = []
         for profile in profiles:
             section: dict[str, Any] = {"profile": profile, "items": [], "error": ""}
             try:
-                items = list(profile_preview(profile, limit=50))
+                items = list(preview.profile_preview(profile, limit=50))
             except Exception as exc:  # show the others' previews, and why this one has none
                 section["error"] = f"{type(exc).__name__}: {exc}"
                 items = []

@@ -241,16 +241,6 @@ def test_job_actions_work_with_the_real_job_service(admin_client, profile):
     assert queued.state == "cancelled"
 
 
-def test_job_action_without_its_service_says_so(admin_client, profile, monkeypatch):
-    monkeypatch.setitem(sys.modules, "sync.jobs", None)  # importing it now fails, as before it exists
-    job = make_job(profile, state="failed")
-
-    response = run_action(admin_client, "syncjob", "run_again", [job])
-
-    assert response.status_code == 302
-    assert any("sync.jobs.job_rerun is not installed" in text for text in texts(response))
-
-
 # --- push operations --------------------------------------------------------------------------------------
 
 
