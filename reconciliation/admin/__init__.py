@@ -18,7 +18,6 @@ from reconciliation.admin.base import (
     CappedPaginator,
     State,
     queue_url,
-    recheck_service,
 )
 from reconciliation.admin.exceptions import ReconciliationExceptionAdmin, TagAdmin
 from reconciliation.admin.filters import AgeFilter, AmountAtRiskFilter, AssigneeFilter, QueueStateFilter
@@ -54,5 +53,4 @@ __all__ = [
     "State",
     "TagAdmin",
     "queue_url",
-    "recheck_service",
 ]

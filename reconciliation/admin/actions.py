@@ -12,8 +12,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from reconciliation import workflow
-from reconciliation.admin.base import BULK_LIMIT, State, _rows_refused, recheck_service
+from reconciliation import services, workflow
+from reconciliation.admin.base import BULK_LIMIT, State, _rows_refused
 from reconciliation.forms import AssignForm, ReasonForm, TagForm
 from reconciliation.models import ReconciliationException
 from sync.admin import Outcomes
@@ -190,12 +190,6 @@ class ExceptionBulkActions(admin.ModelAdmin):
 
     @admin.action(description="Re-run the check", permissions=["change"])
     def recheck(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        service = recheck_service()
-        if service is None:
-            self.message_user(
-                request, "Nothing done: re-checking is not installed in this version.", messages.ERROR
-            )
-            return None
         return self._confirm(
             request,
             queryset,
@@ -204,7 +198,7 @@ class ExceptionBulkActions(admin.ModelAdmin):
             what="A check of each exception's document is queued; a clean result resolves the exception.",
             form=self._bound(request, ReasonForm),
             preview=lambda row: "" if row.object_id or row.external_id else "names no document to check",
-            run=lambda row, data: service(row, user=request.user),
+            run=lambda row, data: services.recheck(row, user=request.user),
             describe=lambda row, job: f"#{row.pk} as job #{job.pk}" if job is not None else None,
             verb="Re-check queued",
             unchanged="not queued",

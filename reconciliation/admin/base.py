@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -28,22 +27,6 @@ class CappedPaginator(Paginator):
     @cached_property
     def count(self) -> int:  # type: ignore[override]
         return self.object_list.order_by()[: COUNT_CAP + 1].count()  # no sort needed to count
-
-
-def _service(dotted: str) -> Callable[..., Any] | None:
-    module_name, _, name = dotted.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        return None
-    return getattr(module, name, None)
-
-
-def recheck_service() -> Callable[..., Any] | None:
-    """`recheck(exception, *, user)`, imported when used (the checks may live in either module)."""
-    return _service("reconciliation.checks.recheck") or _service("reconciliation.services.recheck")
 
 
 def _rows_refused(rows: list[Any], check: Callable[[Any], str]) -> list[dict[str, Any]]:

@@ -16,9 +16,9 @@ from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilterBuilder
 from simple_history.admin import SimpleHistoryAdmin
 
-from reconciliation import workflow
+from reconciliation import services, workflow
 from reconciliation.admin.actions import ExceptionBulkActions
-from reconciliation.admin.base import CappedPaginator, State, recheck_service
+from reconciliation.admin.base import CappedPaginator, State
 from reconciliation.admin.filters import AgeFilter, AmountAtRiskFilter, AssigneeFilter, QueueStateFilter
 from reconciliation.forms import NoteForm
 from reconciliation.models import ReconciliationException, Tag
@@ -266,13 +266,7 @@ class ReconciliationExceptionAdmin(ExceptionBulkActions, SimpleHistoryAdmin):
 
     def recheck_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         exception = self._post_target(request, pk)
-        service = recheck_service()
-        if service is None:
-            self.message_user(
-                request, "Not done: re-checking is not installed in this version.", messages.ERROR
-            )
-            return self._back(exception)
-        self._attempt(request, lambda: service(exception, user=request.user), "Re-check queued.")
+        self._attempt(request, lambda: services.recheck(exception, user=request.user), "Re-check queued.")
         return self._back(exception)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):

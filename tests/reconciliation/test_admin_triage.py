@@ -164,7 +164,7 @@ def test_bulk_recheck_queues_a_check_per_row(client, monkeypatch):
         calls.append((exception.pk, user))
         return SyncJobFactory()
 
-    monkeypatch.setattr("reconciliation.admin.actions.recheck_service", lambda: recheck)
+    monkeypatch.setattr("reconciliation.services.recheck", recheck)
     response = _action(client, "recheck", rows, confirmed="yes")
     assert sorted(pk for pk, _ in calls) == sorted(row.pk for row in rows)
     assert any(m.startswith("Re-check queued: 2") for m in _messages(response))
