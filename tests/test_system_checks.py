@@ -22,5 +22,7 @@ def test_system_checks_pass():
     SECURE_HSTS_INCLUDE_SUBDOMAINS=True,
     SECURE_HSTS_PRELOAD=True,
 )
-def test_deploy_checks_are_clean_with_production_settings():
+def test_deploy_checks_are_clean_with_production_settings(monkeypatch):
+    # the browser tests allow sync ORM calls from Playwright's event loop; a deployment never does
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
     call_command("check", deploy=True, fail_level="WARNING")
