@@ -24,50 +24,17 @@ from connectors.quickbooks.connector import QuickBooksConnector
 from sandbox import core
 from sandbox import quickbooks as qbo
 from tests.factories import ConnectionFactory
-
-REALM = "1234567890"
-ROOT = f"/sandbox/quickbooks/v3/company/{REALM}"
+from tests.sandbox.qbo_realm import REALM, ROOT, RealmApi, books_open, invoice_body
 
 
 @pytest.fixture
 def api(db, client):
-    """GET/POST shortcuts to the sandbox as one realm, with a bearer token it gave out."""
-    token = core.tokens_issue("quickbooks", REALM, "app")["access_token"]
-
-    class Api:
-        def get(self, path: str, **params):
-            params.setdefault("minorversion", "75")
-            return client.get(f"{ROOT}/{path}", params, HTTP_AUTHORIZATION=f"Bearer {token}")
-
-        def post(self, path: str, body: dict, **params):
-            query = "&".join(f"{key}={value}" for key, value in {"minorversion": "75", **params}.items())
-            return client.post(
-                f"{ROOT}/{path}?{query}",
-                json.dumps(body),
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {token}",
-            )
-
-        def query(self, statement: str) -> dict:
-            answer = self.get("query", query=statement)
-            assert answer.status_code == 200, answer.content
-            return answer.json()["QueryResponse"]
-
-    return Api()
+    return RealmApi(client)
 
 
 @pytest.fixture
 def books(api):
-    """A realm with a GBP customer, two items and a tax code, and nothing else."""
-    qbo._reference_data(REALM)
-    customer = api.post("customer", {"DisplayName": "Cool Cars", "CurrencyRef": {"value": "GBP"}}).json()
-    return {"customer": customer["Customer"]["Id"]}
-
-
-def invoice_body(customer: str, *, qty: int = 2, price: float = 50.0, tax_code: str = "2") -> dict:
-    detail = {"ItemRef": {"value": "1"}, "Qty": qty, "UnitPrice": price, "TaxCodeRef": {"value": tax_code}}
-    line = {"Amount": qty * price, "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": detail}
-    return {"CustomerRef": {"value": customer}, "Line": [line], "TxnDate": "2025-07-01"}
+    return books_open(api)
 
 
 def fault(answer) -> tuple[int, str, str]:

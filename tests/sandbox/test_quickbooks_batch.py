@@ -3,7 +3,6 @@ the whole answer, at most 30 items and 40 batch requests a minute; then the conn
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -15,57 +14,17 @@ from sandbox import core
 from sandbox import quickbooks as qbo
 from sandbox.models import SandboxHit
 from tests.factories import ConnectionFactory
-
-REALM = "1234567890"
-ROOT = f"/sandbox/quickbooks/v3/company/{REALM}"
+from tests.sandbox.qbo_realm import REALM, RealmApi, books_open, invoice_body
 
 
 @pytest.fixture
 def api(db, client):
-    """GET/POST shortcuts to the sandbox as one realm, with a bearer token it gave out."""
-    token = core.tokens_issue("quickbooks", REALM, "app")["access_token"]
-
-    class Api:
-        def get(self, path: str, **params):
-            params.setdefault("minorversion", "75")
-            return client.get(f"{ROOT}/{path}", params, HTTP_AUTHORIZATION=f"Bearer {token}")
-
-        def post(self, path: str, body: dict, **params):
-            query = "&".join(f"{key}={value}" for key, value in {"minorversion": "75", **params}.items())
-            return client.post(
-                f"{ROOT}/{path}?{query}",
-                json.dumps(body),
-                content_type="application/json",
-                HTTP_AUTHORIZATION=f"Bearer {token}",
-            )
-
-        def batch(self, items: list[dict], **params):
-            return self.post("batch", {"BatchItemRequest": items}, **params)
-
-        def count(self, entity: str) -> int:
-            answer = self.get("query", query=f"SELECT COUNT(*) FROM {entity}")
-            assert answer.status_code == 200, answer.content
-            return answer.json()["QueryResponse"]["totalCount"]
-
-    return Api()
+    return RealmApi(client)
 
 
 @pytest.fixture
 def books(api):
-    """A realm with a GBP customer, items and tax codes, and nothing else."""
-    qbo._reference_data(REALM)
-    customer = api.post("customer", {"DisplayName": "Cool Cars", "CurrencyRef": {"value": "GBP"}}).json()
-    return {"customer": customer["Customer"]["Id"]}
-
-
-def invoice_body(customer: str, *, qty: int = 2, price: float = 50.0, amount: float | None = None) -> dict:
-    detail = {"ItemRef": {"value": "1"}, "Qty": qty, "UnitPrice": price, "TaxCodeRef": {"value": "2"}}
-    line = {
-        "Amount": qty * price if amount is None else amount,
-        "DetailType": "SalesItemLineDetail",
-        "SalesItemLineDetail": detail,
-    }
-    return {"CustomerRef": {"value": customer}, "Line": [line], "TxnDate": "2025-07-01"}
+    return books_open(api)
 
 
 def create(bid: str, entity: str, body: dict) -> dict:
