@@ -321,6 +321,10 @@ SYNC_PULL_OVERLAP_SECONDS = env_int("SYNC_PULL_OVERLAP_SECONDS", 300, minimum=0)
 SYNC_JOB_LEASE_SECONDS = env_int("SYNC_JOB_LEASE_SECONDS", 300, minimum=30)
 # A queued job nobody picked up within this many seconds gets its doorbell rung again by the reaper.
 SYNC_JOB_REQUEUE_SECONDS = env_int("SYNC_JOB_REQUEUE_SECONDS", 120, minimum=10)
+# Batches of creates one push keeps in flight at once, each on its own worker thread and database
+# connection; never more than the destination allows at once (Xero 5 calls per tenant, QuickBooks 10 per
+# realm). 1 sends them one after another.
+SYNC_PUSH_CONCURRENCY = env_int("SYNC_PUSH_CONCURRENCY", 4, minimum=1)
 # In daily-summary mode a day is posted only this many minutes after local midnight (late sales make it).
 SYNC_SUMMARY_GRACE_MINUTES = env_int("SYNC_SUMMARY_GRACE_MINUTES", 60, minimum=0)
 

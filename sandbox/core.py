@@ -110,17 +110,24 @@ def record_get(platform: str, account: str, kind: str, record_id: str) -> Sandbo
 
 
 def record_save(
-    platform: str, account: str, kind: str, record_id: str, data: dict[str, Any]
+    platform: str, account: str, kind: str, record_id: str, data: dict[str, Any], *, new: bool = False
 ) -> SandboxRecord:
-    """Create or replace a record; its version goes up by one and its change time is now."""
+    """Create or replace a record; its version goes up by one and its change time is now. `new`: the id
+    was just issued, so there is nothing to look for first."""
     now = timezone.now()
-    record, created = SandboxRecord.objects.get_or_create(
-        platform=platform,
-        account=account,
-        kind=kind,
-        record_id=str(record_id),
-        defaults={"data": data, "updated_at": now},
-    )
+    if new:
+        created = True
+        record = SandboxRecord.objects.create(
+            platform=platform, account=account, kind=kind, record_id=str(record_id), data=data, updated_at=now
+        )
+    else:
+        record, created = SandboxRecord.objects.get_or_create(
+            platform=platform,
+            account=account,
+            kind=kind,
+            record_id=str(record_id),
+            defaults={"data": data, "updated_at": now},
+        )
     changes = _changes.get()
     if changes is not None:
         key = (kind, str(record_id))
@@ -140,13 +147,19 @@ def record_list(platform: str, account: str, kind: str) -> QuerySet[SandboxRecor
     )
 
 
-def next_number(platform: str, account: str, name: str) -> int:
-    """The next value of a persistent counter (ids, document numbers), safe under concurrency."""
+def next_numbers(platform: str, account: str, name: str, count: int) -> range:
+    """The next `count` values of a persistent counter (ids, document numbers), taken at once and safe
+    under concurrency."""
     with transaction.atomic():
         counter, _ = SandboxCounter.objects.get_or_create(platform=platform, account=account, name=name)
-        SandboxCounter.objects.filter(pk=counter.pk).update(value=F("value") + 1)
+        SandboxCounter.objects.filter(pk=counter.pk).update(value=F("value") + count)
         counter.refresh_from_db()
-    return counter.value
+    return range(counter.value - count + 1, counter.value + 1)
+
+
+def next_number(platform: str, account: str, name: str) -> int:
+    """The next value of a persistent counter."""
+    return next_numbers(platform, account, name, 1)[0]
 
 
 def fingerprint(*parts: Any) -> str:

@@ -252,10 +252,6 @@ def _elements(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return items
 
 
-def _new_id(account: str, kind: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{account}/{kind}/{core.next_number(PLATFORM, account, f'{kind}-id')}"))
-
-
 # --- the `where` filter: Field=="text", !=, AND/OR/&&/||, parentheses, Guid("..."), true/false, numbers ---
 _TOKEN = re.compile(
     r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>==|!=|&&|\|\||>=|<=|>|<)|(?P<paren>[()])'
@@ -377,6 +373,8 @@ class Books:
     def __init__(self, account: str) -> None:
         self.account = account
         self._cache: dict[str, dict[str, Any]] = {}
+        self._read: dict[tuple[str, str], Any] = {}  # records read one at a time (None: not there)
+        self._ids: dict[str, list[int]] = {}  # id numbers taken in advance (ids_reserve), per kind
         # (kind, field, value) -> (record id, Type) of the stored records carrying it
         self._numbers: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
 
@@ -388,10 +386,28 @@ class Books:
     def get(self, kind: str, record_id: str) -> Any:
         if kind in self._cache:
             return self._cache[kind].get(record_id)
-        return core.record_get(PLATFORM, self.account, kind, record_id)
+        key = (kind, str(record_id))
+        if key not in self._read:
+            self._read[key] = core.record_get(PLATFORM, self.account, kind, record_id)
+        return self._read[key]
 
-    def save(self, kind: str, record_id: str, data: dict[str, Any]) -> Any:
-        record = core.record_save(PLATFORM, self.account, kind, record_id, data)
+    def ids_reserve(self, kind: str, count: int) -> None:
+        """Take the numbers of `count` new ids of `kind` in one go (a batch PUT creates many)."""
+        if count > 0:
+            taken = core.next_numbers(PLATFORM, self.account, f"{kind}-id", count)
+            self._ids.setdefault(kind, []).extend(taken)
+
+    def new_id(self, kind: str) -> str:
+        taken = self._ids.get(kind)
+        number = taken.pop(0) if taken else core.next_number(PLATFORM, self.account, f"{kind}-id")
+        return str(uuid.uuid5(NAMESPACE, f"{self.account}/{kind}/{number}"))
+
+    def save(self, kind: str, record_id: str | None, data: dict[str, Any]) -> Any:
+        """Store a record under `record_id`, or under a new id when it is None."""
+        new = record_id is None
+        record_id = record_id if record_id is not None else self.new_id(kind)
+        record = core.record_save(PLATFORM, self.account, kind, record_id, data, new=new)
+        self._read[(kind, record_id)] = record
         if kind in self._cache:
             self._cache[kind][record_id] = record
         for (cached_kind, field, value), holders in self._numbers.items():
@@ -977,13 +993,11 @@ def save_document(books: Books, kind: str, data: dict[str, Any], record_id: str 
         while not number or books.numbered(kind, number_field, number):
             number = f"{prefix}-{core.next_number(PLATFORM, books.account, f'{kind}-number'):04d}"
         data[number_field] = number
-    return books.save(kind, record_id or _new_id(books.account, kind), data)
+    return books.save(kind, record_id or None, data)
 
 
 def save_contact(books: Books, data: dict[str, Any], record_id: str | None = None) -> str:
-    record_id = record_id or _new_id(books.account, "contact")
-    books.save("contact", record_id, {"ContactStatus": "ACTIVE", **data})
-    return record_id
+    return books.save("contact", record_id or None, {"ContactStatus": "ACTIVE", **data}).record_id
 
 
 # --- document routes ----------------------------------------------------------------------------------
@@ -1034,6 +1048,7 @@ def put_documents(request: HttpRequest, account: str, match: re.Match[str]) -> H
             [_refusal(kind, e, errors) for e, (_, errors) in zip(elements, built, strict=True) if errors]
         )
     answer = []
+    books.ids_reserve(kind, sum(1 for _, errors in built if not errors))
     for element, (data, errors) in zip(elements, built, strict=True):
         if errors:
             answer.append(_refusal(kind, element, errors))
@@ -1116,7 +1131,7 @@ def build_payment(books: Books, element: dict[str, Any]) -> tuple[dict[str, Any]
 
 
 def apply_payment(books: Books, data: dict[str, Any]) -> Any:
-    payment_id = _new_id(books.account, "payment")
+    payment_id = books.new_id("payment")
     invoice = books.get("invoice", data["InvoiceID"])
     changed = dict(invoice.data)
     changed["AmountPaid"] = str(Decimal(changed["AmountPaid"]) + Decimal(data["Amount"]))
@@ -1224,7 +1239,7 @@ def apply_allocation(books: Books, note_id: str, allocation: dict[str, Any]) -> 
     note = books.get("creditnote", note_id)
     invoice = allocation["invoice"]
     amount = str(allocation["Amount"])
-    allocation_id = _new_id(books.account, "allocation")
+    allocation_id = books.new_id("allocation")
     changed_note = dict(note.data)
     changed_note["Allocations"] = [
         *changed_note.get("Allocations", []),

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.urls import reverse
@@ -62,6 +64,7 @@ from sync.models import (
     SyncJob,
     SyncProfile,
 )
+from sync.sending import Sender
 
 Kind = ReconciliationException.Kind
 Severity = ReconciliationException.Severity
@@ -120,9 +123,12 @@ class PushReport:
     messages: list[str] = field(default_factory=list)
     # documents bound at an older version than they are now (a create found after a crash): updated next
     pending_updates: list[tuple[str, int]] = field(default_factory=list)
+    # batches in flight side by side (sync.sending) count into the same report
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, outcome: str) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
+        with self._lock:
+            setattr(self, outcome, getattr(self, outcome) + 1)
 
 
 def operation_key(profile_id: int, object_type: str, object_id: int, version: int, operation: str) -> str:
@@ -1182,6 +1188,15 @@ class Pusher:
         self.report = PushReport()
         self.customer_ids: dict[int, str] = {}
         self.page_invoice_ids: dict[int, str] = {}  # invoice pk -> id there ("" not bound), this page
+        self.sender = Sender(1)  # batches of creates; run() keeps several in flight where it may
+
+    def concurrency(self) -> int:
+        """Batches of creates in flight at once: SYNC_PUSH_CONCURRENCY, never more than the destination
+        allows at once (Xero 5 calls per tenant, QuickBooks 10 per realm). A dry run sends nothing."""
+        if self.dry_run:
+            return 1
+        caps = [limit.limit for limit in self.connector.rate_limits if limit.concurrent]
+        return max(1, min([settings.SYNC_PUSH_CONCURRENCY, *caps]))
 
     # references: what a lookup after a crash finds the document by
     def reference(self, object_type: str, document: Any) -> str:
@@ -1440,16 +1455,21 @@ class Pusher:
         wanted = set(self.profile.object_types or [])
         if documents is not None:
             wanted &= set(documents)
-        for object_type in ORDER:
-            if object_type not in wanted:
-                continue
-            ids = documents[object_type] if documents is not None else None
-            for page in _pages(candidates(self.profile, object_type, date_range=date_range, ids=ids)):
-                self.push_page(object_type, page)
-                if progress is not None:
-                    progress(len(page))
-            if object_type == ObjectType.CREDIT_NOTE:
-                self.allocations_push()
+        with Sender(self.concurrency()) as self.sender:
+            for object_type in ORDER:
+                if object_type not in wanted:
+                    continue
+                ids = documents[object_type] if documents is not None else None
+                for page in _pages(candidates(self.profile, object_type, date_range=date_range, ids=ids)):
+                    self.push_page(object_type, page)
+                    if progress is not None:
+                        progress(len(page))
+                # every batch of this type answered before what depends on it (and its pending updates)
+                self.sender.drain()
+                self._pending_updates_push(object_type)
+                if object_type == ObjectType.CREDIT_NOTE:
+                    self.allocations_push()
+        self.sender = Sender(1)
         return self.report
 
     def push_page(self, object_type: str, documents: Sequence[Any]) -> None:
@@ -1504,19 +1524,18 @@ class Pusher:
         if batch:
             limit = self.connector.batch_limit
             for start in range(0, len(batch), limit):
-                execute_batch(self.connector, batch[start : start + limit], self.report)
-        self._pending_updates_push(object_type)
+                self.sender.submit(execute_batch, self.connector, batch[start : start + limit], self.report)
 
     def _pending_updates_push(self, object_type: str) -> None:
         """Documents whose create was found in the destination at an older version: their update now."""
-        ids = [pk for kind, pk in self.report.pending_updates if kind == object_type]
-        if not ids:
-            return
-        self.report.pending_updates = [p for p in self.report.pending_updates if p[0] != object_type]
-        documents = list(candidates(self.profile, object_type, ids=ids))
-        self.report.seen -= len(documents)  # seen once already in this run
-        if documents:
+        while ids := [pk for kind, pk in self.report.pending_updates if kind == object_type]:
+            self.report.pending_updates = [p for p in self.report.pending_updates if p[0] != object_type]
+            documents = list(candidates(self.profile, object_type, ids=ids))
+            self.report.seen -= len(documents)  # seen once already in this run
+            if not documents:
+                return
             self.push_page(object_type, documents)
+            self.sender.drain()
 
     def _batchable(self, object_type: str) -> bool:
         return (
