@@ -466,3 +466,10 @@ class Connector:
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         """Check the signature on the raw body and list what changed; WebhookError when it must be refused."""
         raise NotImplementedError
+
+    def webhook_account(self) -> str | None:
+        """The account (realm, tenant, connected account) this connection's webhook events name, for
+        platforms that send one app's events for every connected account to the same endpoint; an event
+        naming another account is not this connection's (connectors.inbound). None (the default, and
+        when the connection does not say which account it is): not checked."""
+        return None

@@ -54,6 +54,7 @@ class DeliveryReport:
     processed: int = 0
     duplicates: int = 0
     job_ids: list[int] = field(default_factory=list)
+    set_aside: int = 0  # events naming another account: passed on to its connection, or ignored
 
 
 # --- services -----------------------------------------------------------------------------------------
@@ -82,6 +83,7 @@ def _accept(
     body: bytes,
     remote_addr: str | None,
     status: int,
+    set_aside: Sequence[tuple[WebhookEvent, str, str]] = (),
 ) -> DeliveryReport:
     from sync.jobs import webhook_received
 
@@ -141,6 +143,24 @@ def _accept(
         )
 
     rows = [row(key, event, duplicate) for key, event, duplicate in plan]
+    rows += [
+        WebhookDelivery(
+            connection=connection,
+            request_id=request_id,
+            event_id=_event_key(event),
+            object_type=str(event.object_type)[:60],
+            external_id=str(event.external_id)[:255],
+            action=str(event.action)[:40],
+            account=str(event.account)[:255],
+            occurred_at=event.occurred_at,
+            received_at=now,
+            outcome=outcome,
+            reason=reason,
+            status=status,
+            remote_addr=remote_addr,
+        )
+        for event, outcome, reason in set_aside
+    ]
     if not rows:  # a handshake or an empty batch: still a verified sign of life worth showing
         rows.append(
             WebhookDelivery(
@@ -157,7 +177,11 @@ def _accept(
     WebhookDelivery.objects.bulk_create(rows, batch_size=_CHUNK)
     Connection.objects.filter(pk=connection.pk).update(last_webhook_at=now)
     return DeliveryReport(
-        request_id=request_id, processed=len(fresh), duplicates=len(plan) - len(fresh), job_ids=job_ids
+        request_id=request_id,
+        processed=len(fresh),
+        duplicates=len(plan) - len(fresh),
+        job_ids=job_ids,
+        set_aside=len(set_aside),
     )
 
 
@@ -168,8 +192,11 @@ def delivery_accept(
     body: bytes = b"",
     remote_addr: str | None = None,
     status: int = 200,
+    set_aside: Sequence[tuple[WebhookEvent, str, str]] = (),
 ) -> DeliveryReport:
     """Record the verified events of one request and create the jobs that fetch what the new ones name.
+    `set_aside`: (event, outcome, reason) of events the request carried for another account, recorded
+    with this request and fetching nothing.
 
     Atomic: rows and jobs commit together or not at all (the jobs' doorbells ring on commit). Events this
     connection processed before, and repeats within the request, are recorded as duplicates and start
@@ -187,12 +214,80 @@ def delivery_accept(
                     body=body,
                     remote_addr=remote_addr,
                     status=status,
+                    set_aside=set_aside,
                 )
         except IntegrityError:
             if attempt == _INSERT_TRIES:
                 raise
             log.info("webhook for connection %s raced a twin delivery; recording it again", connection.pk)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def events_by_account(
+    connection: Connection,
+    connector: Any,
+    events: Sequence[WebhookEvent],
+    *,
+    headers: dict[str, str],
+    body: bytes,
+    remote_addr: str | None = None,
+    status: int = 200,
+) -> tuple[list[WebhookEvent], list[tuple[WebhookEvent, str, str]]]:
+    """(this connection's events, the others set aside) for a request verified on `connection`.
+
+    Xero and Intuit send one app's events for every connected tenant or company to the app's single
+    webhook URL, and a Stripe Connect endpoint receives every connected account's. An event naming
+    another account is passed to the connection of that account when that connection verifies the very
+    same request (so it holds the same webhook key: the same app), and is recorded there as its own
+    delivery; otherwise it is ignored, with the reason. Either way this connection fetches nothing for it.
+    """
+    expected = connector.webhook_account()
+    if expected is None:
+        return list(events), []
+    own: list[WebhookEvent] = []
+    foreign: dict[str, list[WebhookEvent]] = {}
+    for event in events:
+        if event.account and event.account != expected:
+            foreign.setdefault(event.account, []).append(event)
+        else:
+            own.append(event)
+    set_aside: list[tuple[WebhookEvent, str, str]] = []
+    for account, theirs in foreign.items():
+        other, why = _connection_of(connection, account, headers, body)
+        if other is None:
+            reason = f"names account {account!r}, not this connection's ({expected}): {why}"
+            set_aside += [(event, Outcome.IGNORED, reason) for event in theirs]
+            continue
+        delivery_accept(connection=other, events=theirs, body=body, remote_addr=remote_addr, status=status)
+        reason = f"names account {account!r}: passed to connection #{other.pk} ({other.name})"
+        set_aside += [(event, Outcome.ROUTED, reason) for event in theirs]
+    return own, set_aside
+
+
+def _connection_of(
+    connection: Connection, account: str, headers: dict[str, str], body: bytes
+) -> tuple[Connection | None, str]:
+    """The other connection of the same platform for `account` that verifies this request, or why none."""
+    found = ""
+    for other in (
+        Connection.objects.filter(platform=connection.platform).exclude(pk=connection.pk).order_by("pk")
+    ):
+        try:
+            connector = other.connector()
+        except UnknownPlatformError:
+            continue
+        if connector.webhook_account() != account:
+            continue
+        if other.health == Connection.Health.DISABLED:
+            found = f"connection #{other.pk} ({other.name}) of that account is disabled"
+            continue
+        try:
+            connector.verify_webhook(headers, body)
+        except ConnectorError:
+            found = f"connection #{other.pk} ({other.name}) of that account does not verify this request"
+            continue
+        return other, ""
+    return None, found or f"no {connection.platform} connection here is for that account"
 
 
 def delivery_reject(
@@ -287,7 +382,8 @@ def _answer(result: WebhookResult, report: DeliveryReport) -> HttpResponse:
     if result.response is not None:
         status, content, content_type = result.response
         return HttpResponse(content, status=status, content_type=content_type)
-    return JsonResponse({"received": report.processed + report.duplicates, "duplicates": report.duplicates})
+    received = report.processed + report.duplicates + report.set_aside
+    return JsonResponse({"received": received, "duplicates": report.duplicates})
 
 
 @csrf_exempt
@@ -331,11 +427,17 @@ def webhook_receive(request: HttpRequest, connection_id: int) -> HttpResponse:
         return _refuse(request, connection, 400, f"malformed: {exc}", body=body)
 
     status = result.response[0] if result.response is not None else 200
-    report = delivery_accept(
-        connection=connection,
-        events=list(result.events),
+    remote = _remote_addr(request)
+    own, set_aside = events_by_account(
+        connection,
+        connector,
+        list(result.events),
+        headers=dict(request.headers),
         body=body,
-        remote_addr=_remote_addr(request),
+        remote_addr=remote,
         status=status,
+    )
+    report = delivery_accept(
+        connection=connection, events=own, body=body, remote_addr=remote, status=status, set_aside=set_aside
     )
     return _answer(result, report)

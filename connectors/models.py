@@ -133,6 +133,8 @@ class WebhookDelivery(models.Model):
         PROCESSED = "processed", "Processed"
         DUPLICATE = "duplicate", "Duplicate (seen before)"
         REJECTED = "rejected", "Rejected"
+        ROUTED = "routed", "Passed to the connection of its account"
+        IGNORED = "ignored", "Ignored (names another account)"
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="webhook_deliveries")
     request_id = models.UUIDField(db_index=True, help_text="The same for every event of one request.")

@@ -302,6 +302,12 @@ class QuickBooksConnector(Connector):
         payload = self.render("payment", payment, context)
         return self.create("payment", payload, idempotency_key=idempotency_key)
 
+    def webhook_account(self) -> str | None:
+        """Intuit sends every connected company's events for the app to one endpoint (`realmId`, or
+        `intuitaccountid` in CloudEvents)."""
+        realm = (self.connection.options or {}).get("realmId")
+        return str(realm) if realm else None
+
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         token = str((self.connection.credentials or {}).get("webhook_verifier_token") or "")
         return webhooks.verify(token, headers, body)

@@ -386,6 +386,12 @@ class StripeConnector(Connector):
         )
 
     # --- webhooks -------------------------------------------------------------------------------------
+    def webhook_account(self) -> str | None:
+        """A Connect endpoint receives its connected accounts' events, each naming its `account`: a
+        connection reading one connected account (option `stripe_account`) takes only that account's."""
+        account = (self.connection.options or {}).get("stripe_account")
+        return str(account) if account else None
+
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         """`Stripe-Signature: t=...,v1=...[,v1=...]`: accept when any v1 equals hex(HMAC-SHA256(endpoint
         secret, "{t}.{raw body}")) and t is within 300 s of now (either way)."""

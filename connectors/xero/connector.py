@@ -550,6 +550,11 @@ class XeroConnector(Connector):
         ]
 
     # --- webhooks -------------------------------------------------------------------------------------
+    def webhook_account(self) -> str | None:
+        """Xero sends every tenant's events for the app to the app's one webhook URL (`tenantId`)."""
+        tenant = (self.connection.options or {}).get("tenant_id")
+        return str(tenant) if tenant else None
+
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> WebhookResult:
         """See connectors.xero.webhooks: the key is the app's webhook key, kept in the credentials."""
         return webhooks.verify(

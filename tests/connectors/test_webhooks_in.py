@@ -163,6 +163,7 @@ def test_quickbooks_legacy_vector_is_accepted_and_fetches_what_ledgerlink_syncs(
     )
     body = vendor_file("quickbooks", "fixtures", vector["payload_file"]).read_bytes()
     quickbooks.credentials = {"webhook_verifier_token": vector["verifier_token"]}
+    quickbooks.options = {"realmId": json.loads(body)["eventNotifications"][0]["realmId"]}
     quickbooks.save()
     profile = profile_for(quickbooks)
 
@@ -183,15 +184,18 @@ def test_quickbooks_legacy_vector_is_accepted_and_fetches_what_ledgerlink_syncs(
 
 def test_quickbooks_cloudevents_vector_is_accepted(client, quickbooks):
     body = vendor_file("quickbooks", "fixtures", "webhook_cloudevents_payload.raw.json").read_bytes()
+    quickbooks.options = {"realmId": "310687"}  # the company the vector's events are about
+    quickbooks.save()
     response = post(client, quickbooks, body, qb_headers(body))
     assert response.status_code == 200
     (row,) = deliveries(quickbooks)
-    assert (row.event_id, row.object_type, row.external_id, row.action, row.account) == (
+    assert (row.event_id, row.object_type, row.external_id, row.action, row.account, row.outcome) == (
         "d1a3aedd-9670-41bf-a4f9-c148a1cc4e03",
         "class",
         "1234",
         "created",
         "310687",
+        Outcome.PROCESSED,
     )
     assert SyncJob.objects.count() == 0  # a class is not something Ledgerlink syncs
 
@@ -329,6 +333,122 @@ def test_the_same_event_id_on_another_connection_is_processed_there_too(client, 
     post(client, other, body, stripe_headers(body))
     assert [r.outcome for r in deliveries(stripe) + deliveries(other)] == ["processed", "processed"]
     assert SyncJob.objects.count() == 2
+
+
+# --- one app, several accounts: events naming another realm, tenant or connected account ----------------
+def two_realms() -> bytes:
+    """One Intuit request carrying the changes of two companies, as an app's single endpoint gets them."""
+    document = json.loads(qb_legacy(("Invoice", "240", "Update")))
+    other = json.loads(
+        qb_legacy(("Invoice", "240", "Update"), ("Customer", "7", "Create"), realm="9130000001")
+    )
+    document["eventNotifications"] += other["eventNotifications"]
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def test_events_of_another_company_go_to_the_connection_of_that_company(client, quickbooks):
+    sibling = ConnectionFactory(
+        platform="quickbooks",
+        credentials={"webhook_verifier_token": QB_TOKEN},
+        options={"realmId": "9130000001"},
+    )
+    body = two_realms()
+
+    response = post(client, quickbooks, body, qb_headers(body))
+
+    assert response.json() == {"received": 3, "duplicates": 0}
+    ours = deliveries(quickbooks)
+    assert [(r.account, r.external_id, r.outcome) for r in ours] == [
+        (REALM, "240", Outcome.PROCESSED),
+        ("9130000001", "240", Outcome.ROUTED),
+        ("9130000001", "7", Outcome.ROUTED),
+    ]
+    assert f"passed to connection #{sibling.pk}" in ours[1].reason and ours[1].job_ids == []
+    theirs = deliveries(sibling)
+    assert [(r.external_id, r.outcome) for r in theirs] == [("240", "processed"), ("7", "processed")]
+    jobs = {job.connection_id: job.params["fetch"] for job in SyncJob.objects.all()}
+    assert jobs == {quickbooks.pk: [["invoice", "240"]], sibling.pk: [["invoice", "240"], ["customer", "7"]]}
+
+    post(client, quickbooks, body, qb_headers(body))  # Intuit retries the same request
+    assert [r.outcome for r in deliveries(sibling)][2:] == ["duplicate", "duplicate"]
+    assert SyncJob.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("sibling_values", "why"),
+    [
+        ({}, "no quickbooks connection here is for that account"),
+        ({"credentials": {"webhook_verifier_token": "another-app"}}, "does not verify this request"),
+        ({"health": Connection.Health.DISABLED}, "of that account is disabled"),
+    ],
+)
+def test_events_of_another_company_no_connection_may_take_are_ignored_and_fetch_nothing(
+    client, quickbooks, sibling_values, why
+):
+    if sibling_values:
+        values = {"credentials": {"webhook_verifier_token": QB_TOKEN}, **sibling_values}
+        ConnectionFactory(platform="quickbooks", options={"realmId": "9130000001"}, **values)
+    body = two_realms()
+
+    assert post(client, quickbooks, body, qb_headers(body)).status_code == 200
+
+    rows = deliveries(quickbooks)
+    assert [(r.account, r.outcome) for r in rows] == [
+        (REALM, Outcome.PROCESSED),
+        ("9130000001", Outcome.IGNORED),
+        ("9130000001", Outcome.IGNORED),
+    ]
+    assert "names account '9130000001', not this connection's (4620816365)" in rows[1].reason
+    assert why in rows[1].reason
+    (job,) = SyncJob.objects.all()
+    assert (job.connection_id, job.params["fetch"]) == (quickbooks.pk, [["invoice", "240"]])
+    assert WebhookDelivery.objects.exclude(connection=quickbooks).count() == 0
+
+
+def test_a_xero_event_of_another_tenant_is_not_fetched_from_this_one(client, xero):
+    xero.options = {"tenant_id": "0a8f3b6e-1c2d-4e5f-8a9b-7c6d5e4f3a2b"}
+    xero.save()
+    event = {
+        "resourceUrl": "https://api.xero.com/api.xro/2.0/Invoices/7e0c3f4e-5d3c-4b7b-9d4f-2b8e3a1c6f00",
+        "resourceId": "7e0c3f4e-5d3c-4b7b-9d4f-2b8e3a1c6f00",
+        "eventDateUtc": "2026-03-01T10:00:00.000",
+        "eventType": "UPDATE",
+        "eventCategory": "INVOICE",
+        "tenantId": "c2cc9b6e-9458-4c7d-93cc-f02b81b0594f",
+        "tenantType": "ORGANISATION",
+    }
+    body = json.dumps(
+        {"events": [event], "firstEventSequence": 1, "lastEventSequence": 1, "entropy": "QWERTYUIOP"}
+    ).encode()
+
+    assert (post(client, xero, body, xero_headers(body)).status_code, SyncJob.objects.count()) == (200, 0)
+    (row,) = deliveries(xero)
+    assert (row.account, row.outcome) == ("c2cc9b6e-9458-4c7d-93cc-f02b81b0594f", Outcome.IGNORED)
+
+
+def test_a_connection_that_does_not_say_its_account_takes_every_event(client, quickbooks):
+    quickbooks.options = {}
+    quickbooks.save()
+    body = two_realms()
+    post(client, quickbooks, body, qb_headers(body))
+    assert {r.outcome for r in deliveries(quickbooks)} == {Outcome.PROCESSED}
+
+
+def test_a_stripe_connection_of_one_connected_account_ignores_the_others(client, stripe):
+    stripe.options = {"stripe_account": "acct_1Ours"}
+    stripe.save()
+    events = []
+    for event_id, account in (("evt_ours", "acct_1Ours"), ("evt_theirs", "acct_1Theirs")):
+        event = json.loads(stripe_event(event_id))
+        event["account"] = account
+        events.append(json.dumps(event).encode())
+    for body in events:
+        assert post(client, stripe, body, stripe_headers(body)).status_code == 200
+    assert [(r.event_id, r.outcome) for r in deliveries(stripe)] == [
+        ("evt_ours", Outcome.PROCESSED),
+        ("evt_theirs", Outcome.IGNORED),
+    ]
+    assert SyncJob.objects.count() == 1
 
 
 def test_a_verified_webhook_is_a_sign_of_life_and_leaves_health_alone(client, stripe):
