@@ -170,7 +170,8 @@ class HttpExchangeAdmin(admin.ModelAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    """What the platforms sent, read-only: processed, duplicate or rejected, with the jobs it started."""
+    """What the platforms sent, read-only: processed, duplicate, rejected, routed to the connection of its
+    account or ignored, with the jobs it started."""
 
     list_display = [
         "received_at",

@@ -237,9 +237,13 @@ def events_by_account(
 
     Xero and Intuit send one app's events for every connected tenant or company to the app's single
     webhook URL, and a Stripe Connect endpoint receives every connected account's. An event naming
-    another account is passed to the connection of that account when that connection verifies the very
-    same request (so it holds the same webhook key: the same app), and is recorded there as its own
-    delivery; otherwise it is ignored, with the reason. Either way this connection fetches nothing for it.
+    another account (for Stripe, also one naming none: the platform account's own) is passed to the
+    connection of that account when that connection verifies the very same request (so it holds the same
+    webhook secret: the same app), and is recorded there as its own delivery; when no connection here is
+    for that account, or only one of another app, it is ignored, with the reason. Either way this
+    connection fetches nothing for it. When the connection of that account is disabled or has no secret
+    to verify with, WebhookError(503) asks the platform to send the whole request again later, as that
+    connection's own endpoint would: nothing is recorded first, and what was, is a duplicate then.
     """
     expected = connector.webhook_account()
     if expected is None:
@@ -247,28 +251,37 @@ def events_by_account(
     own: list[WebhookEvent] = []
     foreign: dict[str, list[WebhookEvent]] = {}
     for event in events:
-        if event.account and event.account != expected:
-            foreign.setdefault(event.account, []).append(event)
-        else:
+        account = str(event.account or "")
+        if account == expected:
             own.append(event)
+        else:
+            foreign.setdefault(account, []).append(event)
+    found = {account: _connection_of(connection, account, headers, body) for account in foreign}
+    for account, (_, why, later) in found.items():
+        if later:
+            raise WebhookError(f"events of account {account!r}: {why}; asked to send again later", status=503)
     set_aside: list[tuple[WebhookEvent, str, str]] = []
     for account, theirs in foreign.items():
-        other, why = _connection_of(connection, account, headers, body)
+        other, why, _ = found[account]
+        named = f"names account {account!r}" if account else "names no account (the platform's own)"
         if other is None:
-            reason = f"names account {account!r}, not this connection's ({expected}): {why}"
+            reason = f"{named}, not this connection's ({expected}): {why}"
             set_aside += [(event, Outcome.IGNORED, reason) for event in theirs]
             continue
-        delivery_accept(connection=other, events=theirs, body=body, remote_addr=remote_addr, status=status)
-        reason = f"names account {account!r}: passed to connection #{other.pk} ({other.name})"
+        report = delivery_accept(
+            connection=other, events=theirs, body=body, remote_addr=remote_addr, status=status
+        )
+        reason = f"{named}: passed to connection #{other.pk} ({other.name}), request {report.request_id}"
         set_aside += [(event, Outcome.ROUTED, reason) for event in theirs]
     return own, set_aside
 
 
 def _connection_of(
     connection: Connection, account: str, headers: dict[str, str], body: bytes
-) -> tuple[Connection | None, str]:
-    """The other connection of the same platform for `account` that verifies this request, or why none."""
-    found = ""
+) -> tuple[Connection | None, str, bool]:
+    """(the other connection of the same platform for `account` that verifies this request, or None;
+    why none; whether the platform should send the request again later)."""
+    mismatch = ""
     for other in (
         Connection.objects.filter(platform=connection.platform).exclude(pk=connection.pk).order_by("pk")
     ):
@@ -276,18 +289,23 @@ def _connection_of(
             connector = other.connector()
         except UnknownPlatformError:
             continue
-        if connector.webhook_account() != account:
+        if (connector.webhook_account() or "") != account:
             continue
+        label = f"connection #{other.pk} ({other.name}) of that account"
         if other.health == Connection.Health.DISABLED:
-            found = f"connection #{other.pk} ({other.name}) of that account is disabled"
-            continue
+            return None, f"{label} is disabled", True
         try:
             connector.verify_webhook(headers, body)
-        except ConnectorError:
-            found = f"connection #{other.pk} ({other.name}) of that account does not verify this request"
+        except WebhookError as exc:
+            if exc.status >= 500:  # no secret stored to verify with: configuration, not forgery
+                return None, f"{label} cannot verify it yet ({exc})", True
+            mismatch = f"{label} does not verify this request (another app's secret)"
             continue
-        return other, ""
-    return None, found or f"no {connection.platform} connection here is for that account"
+        except ConnectorError:
+            mismatch = f"{label} cannot read this request"
+            continue
+        return other, "", False
+    return None, mismatch or f"no {connection.platform} connection here is for that account", False
 
 
 def delivery_reject(
@@ -428,15 +446,18 @@ def webhook_receive(request: HttpRequest, connection_id: int) -> HttpResponse:
 
     status = result.response[0] if result.response is not None else 200
     remote = _remote_addr(request)
-    own, set_aside = events_by_account(
-        connection,
-        connector,
-        list(result.events),
-        headers=dict(request.headers),
-        body=body,
-        remote_addr=remote,
-        status=status,
-    )
+    try:
+        own, set_aside = events_by_account(
+            connection,
+            connector,
+            list(result.events),
+            headers=dict(request.headers),
+            body=body,
+            remote_addr=remote,
+            status=status,
+        )
+    except WebhookError as exc:  # the connection of another account in the request cannot take it yet
+        return _refuse(request, connection, exc.status, str(exc), body=body)
     report = delivery_accept(
         connection=connection, events=own, body=body, remote_addr=remote, status=status, set_aside=set_aside
     )

@@ -18,6 +18,7 @@ Endpoints default to the platform's (`Connector.oauth`); `options["oauth_authori
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -192,9 +193,15 @@ class OAuthHttpClient(HttpClient):
     """An HttpClient whose requests carry the connection's OAuth bearer token, refreshed when due."""
 
     def auth_headers(self) -> dict[str, str]:
-        self._sent_token = access_token(self.connection)
-        return {"Authorization": f"Bearer {self._sent_token}"}
+        token = access_token(self.connection)
+        self._sent().token = token
+        return {"Authorization": f"Bearer {token}"}
 
     def refresh_auth(self) -> bool:
-        token_refresh(self.connection, rejected=getattr(self, "_sent_token", None))
+        token_refresh(self.connection, rejected=getattr(self._sent(), "token", None))
         return True
+
+    def _sent(self) -> threading.local:
+        """The token this thread sent last: a push's batches share one client across worker threads, and
+        a 401 must name the token its own request carried."""
+        return self.__dict__.setdefault("_sent_tokens", threading.local())

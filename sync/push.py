@@ -1455,24 +1455,29 @@ class Pusher:
         wanted = set(self.profile.object_types or [])
         if documents is not None:
             wanted &= set(documents)
-        with Sender(self.concurrency()) as self.sender:
-            for object_type in ORDER:
-                if object_type not in wanted:
-                    continue
-                ids = documents[object_type] if documents is not None else None
-                for page in _pages(candidates(self.profile, object_type, date_range=date_range, ids=ids)):
-                    self.push_page(object_type, page)
-                    if progress is not None:
-                        progress(len(page))
-                # every batch of this type answered before what depends on it (and its pending updates)
-                self.sender.drain()
-                self._pending_updates_push(object_type)
-                if object_type == ObjectType.CREDIT_NOTE:
-                    self.allocations_push()
-        self.sender = Sender(1)
+        # while batches keep it waiting, the job's lease is renewed (and a cancel noticed) all the same
+        heartbeat = (lambda: progress(0)) if progress is not None else None
+        try:
+            with Sender(self.concurrency(), heartbeat=heartbeat) as self.sender:
+                for object_type in ORDER:
+                    if object_type not in wanted:
+                        continue
+                    ids = documents[object_type] if documents is not None else None
+                    for page in _pages(candidates(self.profile, object_type, date_range=date_range, ids=ids)):
+                        self.push_page(object_type, page)
+                        if progress is not None:
+                            progress(len(page))
+                    # every batch of this type answered before what depends on it (and its pending updates)
+                    self.sender.drain()
+                    self._pending_updates_push(object_type)
+                    if object_type == ObjectType.CREDIT_NOTE:
+                        self.allocations_push()
+        finally:
+            self.sender = Sender(1)
         return self.report
 
     def push_page(self, object_type: str, documents: Sequence[Any]) -> None:
+        self.sender.check()  # a batch in flight failed (the destination asked us to wait): stop here
         bindings = {
             b.object_id: b
             for b in Binding.objects.filter(

@@ -364,6 +364,7 @@ def test_events_of_another_company_go_to_the_connection_of_that_company(client, 
         ("9130000001", "7", Outcome.ROUTED),
     ]
     assert f"passed to connection #{sibling.pk}" in ours[1].reason and ours[1].job_ids == []
+    assert str(deliveries(sibling)[0].request_id) in ours[1].reason
     theirs = deliveries(sibling)
     assert [(r.external_id, r.outcome) for r in theirs] == [("240", "processed"), ("7", "processed")]
     jobs = {job.connection_id: job.params["fetch"] for job in SyncJob.objects.all()}
@@ -379,7 +380,6 @@ def test_events_of_another_company_go_to_the_connection_of_that_company(client, 
     [
         ({}, "no quickbooks connection here is for that account"),
         ({"credentials": {"webhook_verifier_token": "another-app"}}, "does not verify this request"),
-        ({"health": Connection.Health.DISABLED}, "of that account is disabled"),
     ],
 )
 def test_events_of_another_company_no_connection_may_take_are_ignored_and_fetch_nothing(
@@ -403,6 +403,35 @@ def test_events_of_another_company_no_connection_may_take_are_ignored_and_fetch_
     (job,) = SyncJob.objects.all()
     assert (job.connection_id, job.params["fetch"]) == (quickbooks.pk, [["invoice", "240"]])
     assert WebhookDelivery.objects.exclude(connection=quickbooks).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("sibling_values", "why"),
+    [
+        ({"health": Connection.Health.DISABLED}, "of that account is disabled"),
+        ({"credentials": {}}, "cannot verify it yet"),
+    ],
+)
+def test_events_for_a_connection_that_cannot_take_them_yet_make_the_platform_send_again(
+    client, quickbooks, sibling_values, why
+):
+    """As that connection's own endpoint would answer: 503, so Intuit retries the whole request later."""
+    values = {"credentials": {"webhook_verifier_token": QB_TOKEN}, **sibling_values}
+    sibling = ConnectionFactory(platform="quickbooks", options={"realmId": "9130000001"}, **values)
+    body = two_realms()
+
+    response = post(client, quickbooks, body, qb_headers(body))
+
+    assert response.status_code == 503 and response["Retry-After"]
+    (row,) = deliveries(quickbooks)
+    assert row.outcome == Outcome.REJECTED and why in row.reason
+    assert SyncJob.objects.count() == 0 and deliveries(sibling) == []
+
+    sibling.health, sibling.credentials = Connection.Health.HEALTHY, {"webhook_verifier_token": QB_TOKEN}
+    sibling.save()
+    assert post(client, quickbooks, body, qb_headers(body)).status_code == 200  # the retry, once fixed
+    assert [r.outcome for r in deliveries(sibling)] == ["processed", "processed"]
+    assert SyncJob.objects.count() == 2
 
 
 def test_a_xero_event_of_another_tenant_is_not_fetched_from_this_one(client, xero):
@@ -438,16 +467,20 @@ def test_a_stripe_connection_of_one_connected_account_ignores_the_others(client,
     stripe.options = {"stripe_account": "acct_1Ours"}
     stripe.save()
     events = []
-    for event_id, account in (("evt_ours", "acct_1Ours"), ("evt_theirs", "acct_1Theirs")):
+    for event_id, account in (("evt_ours", "acct_1Ours"), ("evt_theirs", "acct_1Theirs"), ("evt_own", "")):
         event = json.loads(stripe_event(event_id))
-        event["account"] = account
+        if account:
+            event["account"] = account
         events.append(json.dumps(event).encode())
     for body in events:
         assert post(client, stripe, body, stripe_headers(body)).status_code == 200
-    assert [(r.event_id, r.outcome) for r in deliveries(stripe)] == [
+    rows = deliveries(stripe)
+    assert [(r.event_id, r.outcome) for r in rows] == [
         ("evt_ours", Outcome.PROCESSED),
         ("evt_theirs", Outcome.IGNORED),
+        ("evt_own", Outcome.IGNORED),  # the platform account's own event is not the connected account's
     ]
+    assert "names no account (the platform's own)" in rows[2].reason
     assert SyncJob.objects.count() == 1
 
 

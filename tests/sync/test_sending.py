@@ -73,11 +73,15 @@ def test_a_dying_worker_wins_over_an_ordinary_failure():
     class Killed(BaseException):
         pass
 
+    started = threading.Event()
+
     def refused() -> None:
+        started.wait(5)
         raise ValueError("refused")
 
     def killed() -> None:
-        time.sleep(0.02)
+        started.set()
+        time.sleep(0.05)
         raise Killed("the process is going down")
 
     sender = Sender(2)
@@ -86,6 +90,55 @@ def test_a_dying_worker_wins_over_an_ordinary_failure():
     with pytest.raises(Killed):
         sender.drain()
     sender.close()
+
+
+def test_calls_not_started_when_one_fails_never_start(caplog):
+    """A batch refused (or the destination asking us to wait) stops the run: nothing queued behind it is
+    sent, and a failure that is not the one raised is logged, not lost."""
+    ran: list[str] = []
+    gate = threading.Event()
+
+    def first() -> None:
+        gate.wait(5)
+        raise ValueError("the destination asked us to wait")
+
+    def second() -> None:
+        gate.set()
+        time.sleep(0.05)
+        raise OSError("the database went away as well")
+
+    sender = Sender(2)
+    sender.submit(first)
+    sender.submit(second)
+    with pytest.raises((ValueError, OSError)):
+        for n in range(10):
+            sender.submit(ran.append, n)
+    sender.close()
+    assert ran == []
+    assert "a batch failed as well" in caplog.text
+
+
+def test_the_heartbeat_beats_while_the_caller_waits():
+    beats: list[float] = []
+    with Sender(2, heartbeat=lambda: beats.append(time.monotonic()), beat_seconds=0.02) as sender:
+        sender.submit(time.sleep, 0.15)
+        sender.submit(time.sleep, 0.15)
+        sender.submit(time.sleep, 0.01)  # waits for a free slot: beats meanwhile
+    assert len(beats) >= 3
+
+
+def test_a_heartbeat_that_raises_stops_the_run_after_the_calls_in_flight():
+    class Cancelled(Exception):
+        pass
+
+    def beat() -> None:
+        raise Cancelled("the job was cancelled")
+
+    gauge = Gauge()
+    with pytest.raises(Cancelled), Sender(2, heartbeat=beat, beat_seconds=0.01) as sender:
+        for _ in range(6):
+            sender.submit(gauge.call, 0.05)
+    assert gauge.now == 0 and gauge.most == 2  # the two in flight finished; nothing else started
 
 
 def test_leaving_on_an_error_waits_for_the_calls_in_flight_and_keeps_the_error():
