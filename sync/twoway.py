@@ -12,7 +12,7 @@ customer for the money. For a profile whose direction is "two_way", after its pu
    bound there as a copy (one we pushed), or carrying the reference of one of our own pushes still
    waiting for its binding (a crash between the write and the commit), is ours and is skipped.
 2. **Push back.** Each such payment goes to the source through the outbox exactly like any push
-   (`sync/push.py`): a `PushOperation` for the source connection with a deterministic key, committed
+   (`sync/push/`): a `PushOperation` for the source connection with a deterministic key, committed
    `in_flight` before the request, the binding committed straight after, and a lookup first when an
    earlier send's outcome is unknown. The source connector's `record_payment` writes it: Stripe marks
    the invoice paid out of band (and, holding no payment of its own for that, needs no lookup: an

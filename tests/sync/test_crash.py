@@ -116,7 +116,7 @@ def crash_and_recover(
                 hits[point] += 1
                 raise WorkerKilled(point)
 
-    pushing.CRASH_HOOK = kill
+    pushing.common.CRASH_HOOK = kill
     try:
         while sum(hits.values()) < crashes:
             try:
@@ -132,7 +132,7 @@ def crash_and_recover(
             )
             next_index += each_run
     finally:
-        pushing.CRASH_HOOK = None
+        pushing.common.CRASH_HOOK = None
 
     recovery = pushing.push_run(profile)  # the worker is back: no crashes now
     assert recovery.failed == 0, recovery

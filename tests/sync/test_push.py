@@ -197,12 +197,12 @@ def test_an_update_whose_answer_was_lost_is_verified_against_the_copy(live_serve
         if point == "after_write" and operation.operation == "update":
             raise KeyboardInterrupt("worker killed")  # a BaseException: nothing after it runs
 
-    pushing.CRASH_HOOK = lost
+    pushing.common.CRASH_HOOK = lost
     try:
         with pytest.raises(KeyboardInterrupt):
             pushing.push_run(profile)
     finally:
-        pushing.CRASH_HOOK = None
+        pushing.common.CRASH_HOOK = None
     binding.refresh_from_db()
     assert binding.document_version == 1  # the update landed, and we never heard back
     SandboxIdempotencyKey.objects.all().delete()  # keys expire: the retry is not answered from one
@@ -226,12 +226,12 @@ def test_a_create_found_after_a_crash_is_bound_at_the_version_it_was_sent_with(l
         if point == "after_write" and operation.object_type == "invoice":
             raise KeyboardInterrupt("worker killed")
 
-    pushing.CRASH_HOOK = lost
+    pushing.common.CRASH_HOOK = lost
     try:
         with pytest.raises(KeyboardInterrupt):
             pushing.push_run(profile)
     finally:
-        pushing.CRASH_HOOK = None
+        pushing.common.CRASH_HOOK = None
     moved = _due_moved(source, 0)  # version 2 arrives before the worker is back
 
     report = pushing.push_run(profile)

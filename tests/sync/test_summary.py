@@ -485,7 +485,7 @@ def test_every_summary_exists_once_after_random_crashes_and_recovery(live_server
 
     day = date(2026, 9, 1)
     sales(day)
-    pushing.CRASH_HOOK = kill
+    pushing.common.CRASH_HOOK = kill
     try:
         while sum(hits.values()) < CRASHES:
             try:
@@ -509,7 +509,7 @@ def test_every_summary_exists_once_after_random_crashes_and_recovery(live_server
                 ],
             )
     finally:
-        pushing.CRASH_HOOK = None
+        pushing.common.CRASH_HOOK = None
 
     recovery = pushing.push_run(profile)
     assert recovery.failed == 0, recovery

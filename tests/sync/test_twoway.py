@@ -170,12 +170,12 @@ def test_a_crash_on_the_way_back_still_pays_the_stripe_invoice_once(live_server,
         if name == point and operation.connection_id == source.pk:
             raise WorkerKilled(name)
 
-    pushing.CRASH_HOOK = kill
+    pushing.common.CRASH_HOOK = kill
     try:
         with pytest.raises(WorkerKilled):
             run(profile)
     finally:
-        pushing.CRASH_HOOK = None
+        pushing.common.CRASH_HOOK = None
     # the worker is gone; the reaper hands its job to another one once the lease runs out
     killed = SyncJob.objects.get(state="running")
     SyncJob.objects.filter(pk=killed.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
