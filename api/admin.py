@@ -18,7 +18,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from knox.models import AuthToken
-from simple_history.admin import SimpleHistoryAdmin
 
 from api.models import ApiClient, Scope
 from api.services import (
@@ -29,6 +28,7 @@ from api.services import (
     api_token_issue,
     api_tokens_revoke,
 )
+from config.history import HistoryAdmin
 
 
 class ApiClientForm(forms.ModelForm):
@@ -46,7 +46,7 @@ class ApiClientForm(forms.ModelForm):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(SimpleHistoryAdmin):
+class ApiClientAdmin(HistoryAdmin):
     form = ApiClientForm
     change_form_template = "admin/api/apiclient/change_form.html"
     list_display = ["name", "active", "scope_list", "acts_for", "token_count", "last_used_at", "created_at"]

@@ -9,8 +9,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from simple_history.admin import SimpleHistoryAdmin
 
+from config.history import HistoryAdmin
 from connectors.models import Connection, HttpExchange, WebhookDelivery
 from connectors.registry import connector_class, platform_choices
 from connectors.services import connection_check
@@ -44,7 +44,7 @@ class ConnectionForm(forms.ModelForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(SimpleHistoryAdmin):
+class ConnectionAdmin(HistoryAdmin):
     form = ConnectionForm
     change_form_template = "admin/connectors/connection/change_form.html"
     actions = ["test_connection"]

@@ -14,8 +14,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilterBuilder
-from simple_history.admin import SimpleHistoryAdmin
 
+from config.history import HistoryAdmin
 from reconciliation import services, workflow
 from reconciliation.admin.actions import ExceptionBulkActions
 from reconciliation.admin.base import CappedPaginator, State
@@ -31,7 +31,7 @@ PUSH_NOW = "sync.change_syncjob"  # run, retry and cancel jobs: what a direct re
 
 
 @admin.register(ReconciliationException)
-class ReconciliationExceptionAdmin(ExceptionBulkActions, SimpleHistoryAdmin):
+class ReconciliationExceptionAdmin(ExceptionBulkActions, HistoryAdmin):
     change_form_template = "admin/reconciliation/reconciliationexception/change_form.html"
     list_display = [
         "title",

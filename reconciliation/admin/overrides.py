@@ -16,8 +16,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilterBuilder
-from simple_history.admin import SimpleHistoryAdmin
 
+from config.history import HistoryAdmin
 from reconciliation import workflow
 from reconciliation.admin.base import BULK_LIMIT, _rows_refused
 from reconciliation.forms import DecisionForm, OverrideProposeForm
@@ -103,7 +103,7 @@ def _can_decide(request: HttpRequest, override: Override) -> str:
 
 
 @admin.register(Override)
-class OverrideAdmin(SimpleHistoryAdmin):
+class OverrideAdmin(HistoryAdmin):
     change_form_template = "admin/reconciliation/override/change_form.html"
     actions = ["approve_selected", "reject_selected"]
     list_display = [

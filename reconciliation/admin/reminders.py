@@ -20,8 +20,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from rangefilter.filters import DateRangeFilterBuilder
-from simple_history.admin import SimpleHistoryAdmin
 
+from config.history import HistoryAdmin
 from reconciliation import reminders
 from reconciliation.models import Alert, Reminder, ReminderPolicy
 
@@ -85,7 +85,7 @@ class ReminderPolicyForm(forms.ModelForm):
 
 
 @admin.register(ReminderPolicy)
-class ReminderPolicyAdmin(SimpleHistoryAdmin):
+class ReminderPolicyAdmin(HistoryAdmin):
     form = ReminderPolicyForm
     change_form_template = "admin/reconciliation/reminderpolicy/change_form.html"
     change_list_template = "admin/reconciliation/reminderpolicy/change_list.html"

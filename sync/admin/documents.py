@@ -7,8 +7,8 @@ from typing import Any
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 from rangefilter.filters import DateRangeFilterBuilder
-from simple_history.admin import SimpleHistoryAdmin
 
+from config.history import HistoryAdmin
 from sync.admin.base import ReadOnlyInline, _pretty, money_column
 from sync.models import (
     CreditAllocation,
@@ -121,13 +121,13 @@ class PaymentAllocationInline(AllocationInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(SimpleHistoryAdmin):
+class CustomerAdmin(HistoryAdmin):
     list_display = ["name", "email", "tax_number", "currency", "updated_at"]
     list_filter = ["currency"]
     search_fields = ["name", "email", "tax_number"]
 
 
-class DocumentAdmin(LineageMixin, SimpleHistoryAdmin):
+class DocumentAdmin(LineageMixin, HistoryAdmin):
     """Synced documents are read here, not edited: corrections are overrides a second person approves."""
 
     money_fields: tuple[str, ...] = ()
@@ -245,7 +245,7 @@ class PaymentAdmin(DocumentAdmin):
 
 
 @admin.register(PaymentAllocation)
-class PaymentAllocationAdmin(SimpleHistoryAdmin):
+class PaymentAllocationAdmin(HistoryAdmin):
     def has_add_permission(self, request: Any) -> bool:
         return False
 

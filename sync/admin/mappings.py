@@ -13,8 +13,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from simple_history.admin import SimpleHistoryAdmin
 
+from config.history import HistoryAdmin
 from sync import reference
 from sync.admin.base import Outcomes
 from sync.models import MappingRow, MappingSet, ReferenceData
@@ -174,7 +174,7 @@ def _refresh_summary(counts: dict[str, Any]) -> str:
 
 
 @admin.register(MappingSet)
-class MappingSetAdmin(SimpleHistoryAdmin):
+class MappingSetAdmin(HistoryAdmin):
     change_form_template = "admin/sync/mappingset/change_form.html"
     actions = ["refresh_reference_data"]
     list_display = ["name", "destination", "number_prefix", "number_suffix", "updated_at"]
@@ -225,7 +225,7 @@ class MappingSetAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(MappingRow)
-class MappingRowAdmin(SimpleHistoryAdmin):
+class MappingRowAdmin(HistoryAdmin):
     form = MappingRowForm
     fields = ["mapping_set", "kind", "source_value", "target_value", "target_label"]
     list_display = ["mapping_set", "kind", "source_value", "target_value", "target_label"]

@@ -11,8 +11,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from simple_history.admin import SimpleHistoryAdmin
 
+from config.history import HistoryAdmin
 from sync import jobs as sync_jobs
 from sync import preview
 from sync.admin.base import Outcomes, _json, document_admin_url
@@ -20,7 +20,7 @@ from sync.models import SyncProfile
 
 
 @admin.register(SyncProfile)
-class SyncProfileAdmin(SimpleHistoryAdmin):
+class SyncProfileAdmin(HistoryAdmin):
     change_form_template = "admin/sync/syncprofile/change_form.html"
     actions = ["run_now", "reconcile_now", "dry_run"]
     list_display = ["name", "source", "destination", "schedule", "posting_mode", "cutover_date", "enabled"]

@@ -503,3 +503,18 @@ def test_dashboard_draws_charts_at_a_fixed_number_of_queries(client):
         page = client.get(reverse("admin:index")).content.decode()
     assert len(many) == len(few)
     assert "1 waiting for approval" in page
+
+
+def test_history_shows_the_first_assignment_as_from_nobody(client):
+    """The history page's change list reads "nobody → alice", never a deleted user without a key."""
+    clerk = finance()
+    client.force_login(clerk)
+    exception = exception_for()
+    workflow.exception_assign(exception, assignee=clerk, by=clerk)
+
+    page = client.get(reverse("admin:reconciliation_reconciliationexception_history", args=[exception.pk]))
+
+    text = page.content.decode()
+    assert page.status_code == 200
+    assert "Deleted user" not in text and "pk=None" not in text
+    assert "nobody" in text and clerk.username in text
