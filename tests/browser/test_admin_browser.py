@@ -133,6 +133,12 @@ def test_dashboard_renders_for_finance(page: Page, login: Any) -> None:
     today = dashboard_summary(user=None)["volume"][-1]  # the demo load's own jobs
     assert today["value"] > 0
     expect(synced.locator("title").last).to_have_text(f"{today['label']}: {today['value']} documents")
+    # the last day's label ends at its bar, inside the chart, not cut off at the right edge
+    last_label = synced.locator("text").last
+    expect(last_label).to_have_text(today["label"])
+    label_box, chart_box = last_label.bounding_box(), synced.bounding_box()
+    assert label_box and chart_box
+    assert label_box["x"] + label_box["width"] <= chart_box["x"] + chart_box["width"] + 0.5
     expect(volume.get_by_role("img", name="failed jobs per day").locator("rect.fail")).to_have_count(
         DASHBOARD_DAYS
     )
