@@ -1,4 +1,5 @@
-"""Dry run: what a profile would send, document by document, and how it differs from the destination now.
+"""Dry run: what a profile would send, document by document, and how it differs from the destination now
+(for a two-way profile, also the payments recorded in the destination that would go back to the source).
 
 Nothing is written anywhere: no operation, no binding, no customer. Reads of the destination (to show the
 difference for documents it already has) do go out.
@@ -12,6 +13,7 @@ from typing import Any
 from connectors.base import ConnectorError
 from sync import mapping
 from sync import push as pushing
+from sync import twoway
 from sync.models import Binding, PushOperation, SyncProfile
 
 Op = PushOperation.Operation
@@ -99,4 +101,24 @@ def profile_preview(
                 items.append(item)
         if len(items) >= limit:
             break
+    if document is None:
+        items += _back_items(profile, limit=limit - len(items))
+    return items
+
+
+def _back_items(profile: SyncProfile, *, limit: int) -> list[PreviewItem]:
+    """Two-way profiles: the payments recorded in the destination that would go back to the source."""
+    items = []
+    for payment, payload, problems in twoway.back_preview(profile, limit=limit):
+        label = pushing.document_label("payment", payment)
+        item = PreviewItem(
+            object_type="payment",
+            object_id=payment.pk,
+            label=f"{label}, recorded in {profile.destination}",
+            operation=f"record at {profile.source}",
+            payload=payload,
+            problems=problems,
+        )
+        item.diff = [{"path": "(payment)", "now": f"not at {profile.source}", "after": "recorded there"}]
+        items.append(item)
     return items

@@ -243,6 +243,37 @@ def payments_push_back(profile: SyncProfile, job: SyncJob | None, report: pushin
                 _explain(item)
 
 
+def back_preview(profile: SyncProfile, *, limit: int) -> list[tuple[Payment, Any, list[str]]]:
+    """Dry run of the push back: up to `limit` payments already pulled back from the destination that
+    would be recorded at the source now, each with what `record_payment` would be given and what would
+    stop it. Writes nothing and sends nothing (payments still only in the destination show after the
+    next run's pull back)."""
+    if profile.direction != SyncProfile.Direction.TWO_WAY or limit <= 0:
+        return []
+    connector = profile.source.connector()
+    page = list(candidates(profile)[: limit * 2])
+    done = set(
+        PushOperation.objects.filter(
+            idempotency_key__in=[back_key(profile, payment) for payment in page],
+            state__in=[*pushing.DONE, State.SUPERSEDED],
+        ).values_list("object_id", flat=True)
+    )
+    page = [payment for payment in page if payment.pk not in done][:limit]
+    origins = _origins(profile, page)
+    previews = []
+    for payment in page:
+        op = PushOperation(profile=profile, reference=payment_reference(profile, payment))  # never saved
+        item = _prepared(profile, connector, op, payment, origins)
+        problems = []
+        if not connector.supports(ObjectType.PAYMENT, "record_payment"):
+            problems.append(f"{profile.source} cannot record payments: it would be a sync failure")
+        missing = [a.invoice_number for a in item.record.allocations if not a.invoice_external_id]
+        if missing:
+            problems.append(f"not at {profile.source}: invoice {', '.join(missing)}")
+        previews.append((payment, item.payload, problems))
+    return previews
+
+
 def _back_operation(profile: SyncProfile, payment: Payment, job: SyncJob | None) -> PushOperation:
     op, created = PushOperation.objects.get_or_create(
         idempotency_key=back_key(profile, payment),

@@ -232,3 +232,26 @@ def test_a_source_that_cannot_record_payments_gets_an_exception(live_server, mon
     failure = ReconciliationException.objects.get(kind="sync_failure", state="open")
     assert "cannot record payments" in failure.message
     assert pays(invoice["id"]) == 0
+
+
+def test_the_dry_run_shows_the_payment_going_back_and_sends_nothing(live_server, client):
+    from sync import twoway
+    from sync.preview import profile_preview
+
+    profile, source, dest, invoice = two_way("xero", live_server.url)
+    pay_in_books(dest, Decimal("80.00"))
+    twoway.payments_pull_back(profile, None, pushing.PushReport(), None)  # what the next run reads first
+    operations = PushOperation.objects.count()
+
+    (item,) = [i for i in profile_preview(profile) if i.operation.startswith("record at")]
+
+    payment = Payment.objects.get(source_connection=dest)
+    assert (item.object_type, item.object_id, item.problems) == ("payment", payment.pk, [])
+    assert item.operation == f"record at {source}"
+    assert item.payload["invoice_ids"] == {invoice["number"]: invoice["id"]}
+    assert Decimal(item.payload["payment"]["amount"]) == Decimal("80.00")
+    assert PushOperation.objects.count() == operations and pays(invoice["id"]) == 0
+
+    job = run(profile)  # the real run sends it, once; afterwards the dry run has nothing to send back
+    assert job.state == "succeeded" and pays(invoice["id"]) == 1
+    assert not [i for i in profile_preview(profile) if i.operation.startswith("record at")]
