@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.base import ConnectorError
-from sync import mapping
+from sync import mapping, twoway
 from sync import push as pushing
-from sync import twoway
 from sync.models import Binding, PushOperation, SyncProfile
 
 Op = PushOperation.Operation
