@@ -30,7 +30,9 @@ is set.
     held it back) as a share of the ceiling: above 100%, the limit binds and not the client. Batches go
     SYNC_PUSH_CONCURRENCY at a time (capped by the platform's own limit on requests at once). Then the
     sandbox's stored invoices are counted per document number: missing and duplicated must both be 0, and
-    failed operations too.
+    failed operations too. LATENCY_MS (environment, default 0) makes the sandboxes answer every request
+    that much later, as a distant platform does: compare SYNC_PUSH_CONCURRENCY=1 with the default to see
+    what keeping batches in flight side by side is worth when latency, not CPU, bounds the client.
 (c) memory: the worker's peak RSS during (a), in child processes pulling ROWS/10 and ROWS invoices: the
     same figure for both means memory does not grow with the number of invoices (pages are generated,
     parsed and written one at a time, as a real pull reads them).
@@ -441,6 +443,12 @@ def push_part(push: int, scale: float) -> list[dict]:
             connection=source,
             records=[engine.invoice_record(i) for i in range(start, min(push, start + PAGE))],
         )
+    latency = int(os.environ.get("LATENCY_MS") or 0)
+    if latency:  # every sandbox answer this much later, as a distant platform's would be
+        from sandbox import core
+
+        for platform in CEILINGS:
+            core.fault_add(platform, "latency", delay_ms=latency, times=None)
     port = free_port()
     server = start_sandbox_server(port)
     timings = Timings()
