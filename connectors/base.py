@@ -390,6 +390,9 @@ class Connector:
     # echoed back as text/plain (Business Central's "validationToken"), and whether bodies are JSON.
     webhook_validation_param: ClassVar[str] = ""
     webhook_json: ClassVar[bool] = True
+    # whether an event that names no account is another account's (Stripe Connect: the platform account's
+    # own) rather than this connection's, when the connection names its account (webhook_account)
+    webhook_unnamed_is_elsewhere: ClassVar[bool] = False
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection

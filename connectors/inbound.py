@@ -252,7 +252,7 @@ def events_by_account(
     foreign: dict[str, list[WebhookEvent]] = {}
     for event in events:
         account = str(event.account or "")
-        if account == expected:
+        if account == expected or (not account and not connector.webhook_unnamed_is_elsewhere):
             own.append(event)
         else:
             foreign.setdefault(account, []).append(event)

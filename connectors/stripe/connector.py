@@ -163,6 +163,7 @@ class StripeConnector(Connector):
     default_base_url = PRODUCTION_URL
     # the stricter test-mode limit; the client applies 100/s instead when the key is a live one
     rate_limits = TEST_MODE_LIMITS
+    webhook_unnamed_is_elsewhere = True  # a Connect endpoint: no `account` means the platform's own event
 
     @cached_property
     def client(self) -> StripeClient:

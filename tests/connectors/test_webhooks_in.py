@@ -919,3 +919,10 @@ def test_integration_admins_may_read_deliveries(db, group, allowed):
     user.groups.add(Group.objects.get(name=group))
     assert user.has_perm("connectors.view_webhookdelivery") is allowed
     assert not user.has_perm("connectors.change_webhookdelivery")
+
+
+def test_an_intuit_event_naming_no_company_stays_with_the_connection(client, quickbooks):
+    body = qb_legacy(("Invoice", "240", "Update"), realm="")
+    assert post(client, quickbooks, body, qb_headers(body)).status_code == 200
+    (row,) = deliveries(quickbooks)
+    assert (row.account, row.outcome) == ("", Outcome.PROCESSED)
