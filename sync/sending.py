@@ -7,8 +7,9 @@ up to `concurrency` batches in flight, each on a worker thread with its own data
 each batch still commits its intents before its request leaves and its bindings straight after its
 answer, in its own transactions: the outbox protocol holds per batch, whatever the other batches do.
 
-With a concurrency of 1, or inside an open transaction (whose uncommitted rows other connections
-cannot see), each batch runs at once in the calling thread, exactly as a plain call would.
+With a concurrency of 1, inside an open transaction (whose uncommitted rows other connections cannot
+see), or on an in-memory SQLite database, each batch runs at once in the calling thread, exactly as a
+plain call would.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def _in_worker(call: Callable[..., Any], *args: Any) -> Any:
         return call(*args)
     finally:
         connections.close_all()  # this worker thread's connections, not the caller's
+
+
+def _in_memory(connection: Any) -> bool:
+    """An in-memory SQLite database: other threads' connections share it only through SQLite's shared
+    cache, whose table locks fail at once instead of waiting, so its work stays in the calling thread."""
+    check = getattr(connection, "is_in_memory_db", None)
+    return bool(check and check())
 
 
 def _worse(current: BaseException | None, new: BaseException) -> BaseException:
@@ -60,7 +68,8 @@ class Sender:
         beat_seconds: float = 10.0,
     ) -> None:
         self.concurrency = max(1, concurrency)
-        if self.concurrency > 1 and transaction.get_connection().in_atomic_block:
+        connection = transaction.get_connection()
+        if self.concurrency > 1 and (connection.in_atomic_block or _in_memory(connection)):
             self.concurrency = 1
         self.heartbeat = heartbeat
         self.beat_seconds = beat_seconds

@@ -189,3 +189,12 @@ def test_worker_threads_use_and_close_their_own_database_connections():
             sender.submit(work)
     assert fresh == [True] * 6
     assert main is not None and all(r is not None and r is not main for r in raw)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_an_in_memory_database_calls_run_in_the_calling_thread(monkeypatch):
+    monkeypatch.setattr(connection, "is_in_memory_db", lambda: True, raising=False)
+    gauge = Gauge()
+    sender = Sender(4)
+    sender.submit(gauge.call, 0)
+    assert sender.concurrency == 1 and gauge.threads == {threading.current_thread().name}
