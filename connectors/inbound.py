@@ -114,17 +114,7 @@ def _accept(
     # every job of one request fetches the same records: the ones webhook_received found worth fetching
     fetched = {tuple(item) for job in jobs[:1] for item in job.params.get("fetch", [])}
 
-    def row(key: str, event: WebhookEvent, duplicate: str) -> WebhookDelivery:
-        outcome, reason, ids = Outcome.PROCESSED, "", job_ids
-        if duplicate:
-            outcome, reason, ids = Outcome.DUPLICATE, duplicate, []
-        elif (event.object_type, event.external_id) not in fetched:
-            ids = []
-            reason = (
-                f"nothing to fetch: {event.object_type!r} is not synced"
-                if event.external_id
-                else "nothing to fetch: the event names no record"
-            )
+    def row(key: str, event: WebhookEvent, outcome: str, reason: str, ids: list[int]) -> WebhookDelivery:
         return WebhookDelivery(
             connection=connection,
             request_id=request_id,
@@ -142,25 +132,20 @@ def _accept(
             remote_addr=remote_addr,
         )
 
-    rows = [row(key, event, duplicate) for key, event, duplicate in plan]
-    rows += [
-        WebhookDelivery(
-            connection=connection,
-            request_id=request_id,
-            event_id=_event_key(event),
-            object_type=str(event.object_type)[:60],
-            external_id=str(event.external_id)[:255],
-            action=str(event.action)[:40],
-            account=str(event.account)[:255],
-            occurred_at=event.occurred_at,
-            received_at=now,
-            outcome=outcome,
-            reason=reason,
-            status=status,
-            remote_addr=remote_addr,
+    def planned(key: str, event: WebhookEvent, duplicate: str) -> WebhookDelivery:
+        if duplicate:
+            return row(key, event, Outcome.DUPLICATE, duplicate, [])
+        if (event.object_type, event.external_id) in fetched:
+            return row(key, event, Outcome.PROCESSED, "", job_ids)
+        reason = (
+            f"nothing to fetch: {event.object_type!r} is not synced"
+            if event.external_id
+            else "nothing to fetch: the event names no record"
         )
-        for event, outcome, reason in set_aside
-    ]
+        return row(key, event, Outcome.PROCESSED, reason, [])
+
+    rows = [planned(key, event, duplicate) for key, event, duplicate in plan]
+    rows += [row(_event_key(event), event, outcome, reason, []) for event, outcome, reason in set_aside]
     if not rows:  # a handshake or an empty batch: still a verified sign of life worth showing
         rows.append(
             WebhookDelivery(
